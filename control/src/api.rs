@@ -177,6 +177,11 @@ pub struct SetMembershipRequest {
     /// Keep removed voters as learners.
     #[serde(default)]
     pub retain: bool,
+    /// Learners to remove from the cluster in the same change (e.g. a learner whose
+    /// volume was replaced, or one on an ordinal being scaled away). Voters listed here
+    /// are ignored. Absent in older clients: nothing extra is removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_learners: Vec<NodeId>,
 }
 
 /// Body of `POST /admin/transfer-leader`.

@@ -1,0 +1,191 @@
+"""Processes the harness starts: each in its own process group, all of them
+killed (group-wide, SIGKILL as a last resort) when the harness exits, whatever
+the reason (normal end, exception, Ctrl-C, SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+# Every process group this harness started and has not reaped yet. The cleanup in
+# run.py walks it on any exit, so no server outlives the harness.
+_LIVE: dict[int, "Proc"] = {}
+
+
+class StartError(RuntimeError):
+    """A system did not come up (process exited, or not ready in time)."""
+
+
+class Proc:
+    """A child process in a process group of its own, logging to a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], log: Path, cwd: Path | None = None,
+                 env: dict[str, str] | None = None):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log, "ab")
+        # start_new_session: a group of its own, so one killpg reaches the process
+        # and anything it forks, and a Ctrl-C in the terminal reaches only us
+        # (we then stop the children in order instead of racing their handlers).
+        self.popen = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=cwd, env=env, start_new_session=True)
+        self.pid = self.popen.pid
+        _LIVE[self.pid] = self
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def check_alive(self) -> None:
+        """Raises StartError with the log tail if the process has exited."""
+        if not self.alive():
+            raise StartError(f"{self.name} exited with {self.popen.returncode}; log tail:\n"
+                             f"{tail(self.log_path)}")
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+        """Sends `sig` to the process (not the group, so it can stop its own
+        children in order), waits up to `grace`, then SIGKILLs the whole group."""
+        try:
+            if self.alive():
+                os.kill(self.pid, sig)
+                try:
+                    self.popen.wait(grace)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            self.kill_group()
+
+    def kill_group(self) -> None:
+        """SIGKILLs every process still in the group, and every descendant that
+        moved to a group of its own (seshat local puts each node in its own
+        group), then reaps the leader."""
+        descendants = all_descendants(self.pid)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in descendants:
+            kill_pid(pid)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        _LIVE.pop(self.pid, None)
+        self._log.close()
+
+
+def kill_all() -> None:
+    """SIGKILLs every process group still live (the last line of cleanup)."""
+    for p in list(_LIVE.values()):
+        p.kill_group()
+
+
+def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signals one process, ignoring one that is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def free_ports(n: int, host: str = "127.0.0.1", consecutive: bool = False) -> list[int]:
+    """Returns n ports that were free a moment ago (bind to port 0 and release).
+    With consecutive=True they are base, base+1, ... (Seshat local's layout)."""
+    for _ in range(200):
+        if consecutive:
+            base = _one_free_port(host)
+            if base + n >= 65535:
+                continue
+            if all(_port_free(host, base + i) for i in range(n)):
+                return [base + i for i in range(n)]
+        else:
+            socks = []
+            try:
+                for _i in range(n):
+                    s = socket.socket()
+                    s.bind((host, 0))
+                    socks.append(s)
+                return [s.getsockname()[1] for s in socks]
+            finally:
+                for s in socks:
+                    s.close()
+    raise StartError(f"no {n} free {'consecutive ' if consecutive else ''}ports on {host}")
+
+
+def _one_free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_until(what: str, cond: Callable[[], bool], timeout: float,
+               procs: Sequence[Proc] = (), every: float = 0.05) -> None:
+    """Polls cond() until true; raises StartError after `timeout` seconds or as
+    soon as one of `procs` exits (a crashed server never becomes ready)."""
+    deadline = time.monotonic() + timeout
+    last_err: Exception | None = None
+    while time.monotonic() < deadline:
+        for p in procs:
+            p.check_alive()
+        try:
+            if cond():
+                return
+        except Exception as e:  # noqa: BLE001 - a not-yet-listening server raises
+            last_err = e
+        time.sleep(every)
+    raise StartError(f"timed out after {timeout:.0f}s waiting for {what}"
+                     + (f" (last error: {last_err})" if last_err else ""))
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (all threads), from /proc."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def all_descendants(pid: int) -> list[int]:
+    """Every descendant of `pid` (children, their children, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        kids = child_pids(todo.pop())
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")

@@ -1,0 +1,255 @@
+//! Read commands: parsed into [`ReadCmd`], executed against the local store.
+//!
+//! Reads never change the store: a key whose TTL has passed at the reader's
+//! `now_ms` is treated as absent (lazy expiry), and its removal is left to
+//! writes and the leader's active sweep.
+
+use bytes::Bytes;
+
+use super::glob::glob_match;
+use super::CommandError;
+use crate::resp::Frame;
+use crate::store::{Store, ValueType};
+
+/// Unit and form of a TTL query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlUnit {
+    /// TTL: remaining seconds (rounded).
+    Seconds,
+    /// PTTL: remaining milliseconds.
+    Millis,
+    /// EXPIRETIME: absolute Unix seconds (rounded).
+    AbsoluteSeconds,
+    /// PEXPIRETIME: absolute Unix milliseconds.
+    AbsoluteMillis,
+}
+
+/// A typed read command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadCmd {
+    /// GET (also GETEX without options).
+    Get {
+        /// Key.
+        key: Bytes,
+    },
+    /// GETEX whose TTL argument is invalid: Redis checks the TTL only after
+    /// finding a string at the key, so the reply is nil for a missing key,
+    /// WRONGTYPE for another type, and `error` otherwise. Nothing changes.
+    GetExRejected {
+        /// Key.
+        key: Bytes,
+        /// The TTL error (not an integer, invalid expire time).
+        error: CommandError,
+    },
+    /// MGET.
+    MGet {
+        /// Keys.
+        keys: Vec<Bytes>,
+    },
+    /// STRLEN.
+    StrLen {
+        /// Key.
+        key: Bytes,
+    },
+    /// GETRANGE / SUBSTR.
+    GetRange {
+        /// Key.
+        key: Bytes,
+        /// First index (negative: from the end).
+        start: i64,
+        /// Last index, inclusive (negative: from the end).
+        end: i64,
+    },
+    /// EXISTS (a repeated key counts each time).
+    Exists {
+        /// Keys.
+        keys: Vec<Bytes>,
+    },
+    /// TYPE.
+    Type {
+        /// Key.
+        key: Bytes,
+    },
+    /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
+    Ttl {
+        /// Key.
+        key: Bytes,
+        /// Which of the four.
+        unit: TtlUnit,
+    },
+    /// KEYS.
+    Keys {
+        /// Glob pattern.
+        pattern: Bytes,
+    },
+    /// SCAN.
+    Scan {
+        /// Cursor from the previous call (0 to start).
+        cursor: u64,
+        /// MATCH pattern (None: every key).
+        pattern: Option<Bytes>,
+        /// COUNT hint (keys visited per call).
+        count: usize,
+        /// TYPE filter, as given (an unknown type matches nothing, like Redis 7).
+        type_name: Option<Bytes>,
+    },
+    /// RANDOMKEY.
+    RandomKey,
+    /// DBSIZE.
+    DbSize,
+}
+
+/// Executes a read against `store` at the reader's clock `now_ms`.
+pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
+    match cmd {
+        ReadCmd::Get { key } => match store.get(key, now_ms) {
+            None => Frame::Null,
+            Some(entry) => match entry.as_string() {
+                Some(value) => Frame::bulk_copy(value),
+                None => Frame::wrong_type(),
+            },
+        },
+        ReadCmd::GetExRejected { key, error } => match store.get(key, now_ms) {
+            None => Frame::Null,
+            Some(entry) if entry.as_string().is_none() => Frame::wrong_type(),
+            Some(_) => error.to_frame(),
+        },
+        ReadCmd::MGet { keys } => Frame::Array(
+            keys.iter()
+                .map(
+                    |key| match store.get(key, now_ms).and_then(|e| e.as_string()) {
+                        Some(value) => Frame::bulk_copy(value),
+                        None => Frame::Null, // missing or not a string: nil, as in Redis
+                    },
+                )
+                .collect(),
+        ),
+        ReadCmd::StrLen { key } => match store.get(key, now_ms) {
+            None => Frame::Integer(0),
+            Some(entry) => match entry.as_string() {
+                Some(value) => Frame::Integer(value.len() as i64),
+                None => Frame::wrong_type(),
+            },
+        },
+        ReadCmd::GetRange { key, start, end } => match store.get(key, now_ms) {
+            None => Frame::empty_bulk(),
+            Some(entry) => match entry.as_string() {
+                Some(value) => Frame::bulk_copy(substring(value, *start, *end)),
+                None => Frame::wrong_type(),
+            },
+        },
+        ReadCmd::Exists { keys } => Frame::Integer(
+            keys.iter()
+                .filter(|key| store.get(key, now_ms).is_some())
+                .count() as i64,
+        ),
+        ReadCmd::Type { key } => Frame::Simple(
+            store
+                .get(key, now_ms)
+                .map_or("none", |e| e.value_type().name())
+                .to_owned(),
+        ),
+        ReadCmd::Ttl { key, unit } => Frame::Integer(ttl(store, key, *unit, now_ms)),
+        ReadCmd::Keys { pattern } => Frame::Array(
+            store
+                .iter(now_ms)
+                .filter(|entry| glob_match(pattern, entry.key(), false))
+                .map(|entry| Frame::bulk_copy(entry.key()))
+                .collect(),
+        ),
+        ReadCmd::Scan {
+            cursor,
+            pattern,
+            count,
+            type_name,
+        } => {
+            let wanted = type_name.as_ref().map(|name| ValueType::from_name(name));
+            let (next, keys) = store.scan(*cursor, *count, now_ms, |entry| {
+                let type_ok = match wanted {
+                    None => true,
+                    Some(wanted) => wanted == Some(entry.value_type()),
+                };
+                type_ok
+                    && pattern
+                        .as_ref()
+                        .is_none_or(|p| glob_match(p, entry.key(), false))
+            });
+            Frame::Array(vec![
+                Frame::Bulk(Bytes::from(next.to_string())),
+                Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+            ])
+        }
+        ReadCmd::RandomKey => store
+            .random_key(now_ms, &mut rand::rng())
+            .map_or(Frame::Null, Frame::Bulk),
+        ReadCmd::DbSize => Frame::Integer(store.len() as i64),
+    }
+}
+
+/// GETRANGE index arithmetic, exactly as Redis 7's `getrangeCommand`.
+fn substring(value: &[u8], start: i64, end: i64) -> &[u8] {
+    if start < 0 && end < 0 && start > end {
+        return &[];
+    }
+    let len = value.len() as i64;
+    let mut start = if start < 0 {
+        len.saturating_add(start)
+    } else {
+        start
+    };
+    let mut end = if end < 0 {
+        len.saturating_add(end)
+    } else {
+        end
+    };
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return &[];
+    }
+    &value[start as usize..=end as usize]
+}
+
+/// TTL / PTTL / EXPIRETIME / PEXPIRETIME: -2 missing, -1 no TTL; seconds are
+/// rounded to nearest like Redis's `(ms + 500) / 1000`.
+fn ttl(store: &Store, key: &[u8], unit: TtlUnit, now_ms: u64) -> i64 {
+    let Some(entry) = store.get(key, now_ms) else {
+        return -2;
+    };
+    let Some(at) = entry.expire_at() else {
+        return -1;
+    };
+    let ms = match unit {
+        TtlUnit::Seconds | TtlUnit::Millis => at.saturating_sub(now_ms),
+        TtlUnit::AbsoluteSeconds | TtlUnit::AbsoluteMillis => at,
+    };
+    let ms = i128::from(ms);
+    let value = match unit {
+        TtlUnit::Millis | TtlUnit::AbsoluteMillis => ms,
+        TtlUnit::Seconds | TtlUnit::AbsoluteSeconds => (ms + 500) / 1000,
+    };
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::substring;
+
+    #[test]
+    fn getrange_arithmetic_matches_redis() {
+        let v = b"This is a string";
+        assert_eq!(substring(v, 0, 3), b"This");
+        assert_eq!(substring(v, -3, -1), b"ing");
+        assert_eq!(substring(v, 0, -1), v);
+        assert_eq!(substring(v, 10, 100), b"string");
+        assert_eq!(substring(v, -1, -5), b"");
+        assert_eq!(substring(v, 5, 3), b"");
+        assert_eq!(substring(v, -100, 2), b"Thi");
+        assert_eq!(substring(v, i64::MIN, i64::MAX), v);
+        assert_eq!(substring(b"", 0, -1), b"");
+        assert_eq!(substring(v, 100, 200), b"");
+    }
+}

@@ -1,0 +1,274 @@
+//! One client connection: decode requests, execute or route them, reply in order.
+//!
+//! Pipelining without reordering: requests are taken from the read buffer in
+//! order and turned into reply *slots* in a FIFO. A write on the leader is
+//! handed to Raft at once and its slot completes when the entry is applied,
+//! so a pipeline of N writes shares fsyncs (group commit). A read must see
+//! this connection's earlier writes, so it first drains the FIFO. Commands
+//! forwarded to the leader go down one upstream connection in order, and
+//! their replies are read back in order.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+use super::forward::{Upstream, FORWARDED_MARKER};
+use super::session::Session;
+use super::{ConnContext, FollowerMode};
+use crate::commands::{self, Parsed, ReadCmd};
+use crate::kv::{now_ms, InFlightWrite, KvService, KvServiceError};
+use crate::resp::{encode, Frame, Protocol, RequestDecoder};
+use crate::store::WriteCmd;
+
+/// Read buffer size for a fresh (or idle) connection. Small, so that thousands
+/// of idle connections cost little memory.
+const INITIAL_READ_BUF: usize = 4 << 10;
+/// A buffer that grew past this for a large request is replaced once empty.
+const SHRINK_READ_BUF: usize = 256 << 10;
+/// Replies are written out once this many bytes are buffered.
+const FLUSH_BYTES: usize = 64 << 10;
+
+enum Slot {
+    Ready(Frame),
+    Write(InFlightWrite),
+    Forwarded,
+}
+
+struct Pending {
+    slot: Slot,
+    protocol: Protocol,
+    cmd: &'static str,
+    started: Instant,
+}
+
+enum Op {
+    Write(WriteCmd, u64),
+    Read(ReadCmd),
+}
+
+struct Connection {
+    ctx: Arc<ConnContext>,
+    session: Session,
+    queue: VecDeque<Pending>,
+    local_writes: usize,
+    forwards: usize,
+    upstream: Option<Upstream>,
+    out: BytesMut,
+}
+
+/// Serves one client connection until it closes.
+pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAddr) {
+    ctx.metrics.connections_total.inc();
+    let id = ctx.ids.next();
+    if ctx.clients().len() >= ctx.max_clients {
+        let mut stream = stream;
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    let mut conn = Connection {
+        session: Session::new(id, peer, ctx.requirepass.is_some()),
+        ctx: ctx.clone(),
+        queue: VecDeque::new(),
+        local_writes: 0,
+        forwards: 0,
+        upstream: None,
+        out: BytesMut::new(),
+    };
+    ctx.clients().insert(id, conn.session.info.clone());
+    ctx.metrics.connections.inc();
+    if let Err(e) = conn.serve(stream).await {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+    ctx.clients().remove(&id);
+    ctx.metrics.connections.dec();
+}
+
+impl Connection {
+    async fn serve(&mut self, stream: TcpStream) -> io::Result<()> {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut rbuf = BytesMut::with_capacity(INITIAL_READ_BUF);
+        let mut decoder = RequestDecoder::new(self.ctx.decoder_limits.clone());
+        loop {
+            loop {
+                match decoder.decode(&mut rbuf) {
+                    Ok(Some(args)) => {
+                        self.dispatch(args).await;
+                        if self.session.quit {
+                            self.drain().await;
+                            wr.write_all(&self.out).await?;
+                            return Ok(());
+                        }
+                        if self.out.len() >= FLUSH_BYTES {
+                            wr.write_all(&self.out).await?;
+                            self.out.clear();
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The stream cannot be resynchronised: reply, then close (as Redis does).
+                        self.drain().await;
+                        encode(&e.reply(), self.session.info.protocol, &mut self.out);
+                        wr.write_all(&self.out).await?;
+                        return Ok(());
+                    }
+                }
+            }
+            self.drain().await;
+            if !self.out.is_empty() {
+                wr.write_all(&self.out).await?;
+                self.out.clear();
+            }
+            if rbuf.is_empty() && rbuf.capacity() > SHRINK_READ_BUF {
+                rbuf = BytesMut::with_capacity(INITIAL_READ_BUF);
+            }
+            if rd.read_buf(&mut rbuf).await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn push(&mut self, slot: Slot, cmd: &'static str, started: Instant) {
+        match slot {
+            Slot::Write(_) => self.local_writes += 1,
+            Slot::Forwarded => self.forwards += 1,
+            Slot::Ready(_) => {}
+        }
+        self.queue.push_back(Pending { slot, protocol: self.session.info.protocol, cmd, started });
+    }
+
+    async fn dispatch(&mut self, args: Vec<Bytes>) {
+        let started = Instant::now();
+        if args.len() == 1 && args[0].eq_ignore_ascii_case(FORWARDED_MARKER) {
+            self.session.forwarded = true;
+            self.push(Slot::Ready(Frame::ok()), "seshat.forwarded", started);
+            return;
+        }
+        let spec = commands::lookup(&args[0]);
+        let name = spec.map_or("unknown", |s| s.name);
+        if !self.session.authenticated && !Session::allowed_unauthenticated(name) {
+            self.push(Slot::Ready(Frame::Error("NOAUTH Authentication required.".into())), name, started);
+            return;
+        }
+        let now = now_ms();
+        match commands::parse(&args, &self.ctx.kv.config().limits, now) {
+            Err(e) => self.push(Slot::Ready(e.to_frame()), name, started),
+            Ok(Parsed::Connection(spec)) => {
+                let reply = self.session.execute(&self.ctx, spec.name, &args);
+                if let Some(info) = self.ctx.clients().get_mut(&self.session.info.id) {
+                    info.clone_from(&self.session.info);
+                }
+                self.push(Slot::Ready(reply), name, started);
+            }
+            Ok(Parsed::Write(cmd)) => self.route(Op::Write(cmd, now), args, name, started).await,
+            Ok(Parsed::Read(cmd)) => self.route(Op::Read(cmd), args, name, started).await,
+        }
+    }
+
+    async fn route(&mut self, op: Op, args: Vec<Bytes>, name: &'static str, started: Instant) {
+        let kv: KvService = self.ctx.kv.clone();
+        let needs_leader = matches!(op, Op::Write(..)) || kv.reads_need_leader();
+        if !needs_leader || kv.node().is_leader() {
+            let result = match op {
+                Op::Write(cmd, at_ms) => {
+                    if self.forwards > 0 {
+                        self.drain().await;
+                    }
+                    kv.submit_write(cmd, at_ms).await.map(Slot::Write)
+                }
+                Op::Read(cmd) => {
+                    self.drain().await;
+                    kv.read(&cmd).await.map(Slot::Ready)
+                }
+            };
+            match result {
+                Ok(slot) => return self.push(slot, name, started),
+                // Leadership moved between the check and the call; nothing
+                // was appended, so routing to the new leader is safe.
+                Err(KvServiceError::NotLeader { .. }) => {}
+                Err(e) => return self.push(Slot::Ready(e.to_frame()), name, started),
+            }
+        }
+        let slot = self.route_to_leader(&args).await;
+        self.push(slot, name, started);
+    }
+
+    async fn route_to_leader(&mut self, args: &[Bytes]) -> Slot {
+        let node = self.ctx.kv.node();
+        if self.session.forwarded {
+            // Never forward twice: two nodes briefly naming each other leader
+            // would bounce the command between them.
+            return Slot::Ready(Frame::Error("CLUSTERDOWN leadership is changing: this node is no longer the leader".into()));
+        }
+        let addr = match node.leader() {
+            Some((id, Some(addr))) if id != node.id() => addr,
+            _ => return Slot::Ready(KvServiceError::NotLeader { leader_id: None, leader: None }.to_frame()),
+        };
+        if self.ctx.follower_mode == FollowerMode::Redirect {
+            return Slot::Ready(Frame::Error(format!("MOVED 0 {}", addr.resp_addr)));
+        }
+        if self.local_writes > 0 {
+            self.drain().await;
+        }
+        if self.upstream.as_ref().is_some_and(|u| u.addr() != addr.resp_addr) {
+            self.drain().await;
+            self.upstream = None;
+        }
+        if self.upstream.is_none() {
+            match Upstream::connect(&addr.resp_addr, self.ctx.requirepass.as_deref()).await {
+                Ok(up) => self.upstream = Some(up),
+                Err(e) => {
+                    return Slot::Ready(Frame::Error(format!(
+                        "CLUSTERDOWN leader at {} is unreachable: {e}",
+                        addr.resp_addr
+                    )))
+                }
+            }
+        }
+        self.upstream.as_mut().expect("connected above").queue(args);
+        self.ctx.metrics.forwarded.inc();
+        Slot::Forwarded
+    }
+
+    /// Resolves every pending slot in order and encodes the replies.
+    async fn drain(&mut self) {
+        while let Some(p) = self.queue.pop_front() {
+            let frame = match p.slot {
+                Slot::Ready(f) => f,
+                Slot::Write(w) => {
+                    self.local_writes -= 1;
+                    KvService::finish_write(w).await.unwrap_or_else(|e| e.to_frame())
+                }
+                Slot::Forwarded => {
+                    self.forwards -= 1;
+                    self.forwarded_reply().await
+                }
+            };
+            self.ctx.metrics.observe_command(p.cmd, !matches!(frame, Frame::Error(_)), p.started.elapsed());
+            encode(&frame, p.protocol, &mut self.out);
+        }
+    }
+
+    async fn forwarded_reply(&mut self) -> Frame {
+        let Some(up) = self.upstream.as_mut() else {
+            return Frame::Error(
+                "TRYAGAIN connection to the leader was lost; the command may or may not have been applied".into(),
+            );
+        };
+        match up.recv().await {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.upstream = None;
+                Frame::Error(format!(
+                    "TRYAGAIN forwarding to the leader failed ({e}); the command may or may not have been applied"
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Per-connection state and the connection-level commands, which never touch
+//! the replicated data: PING ECHO HELLO AUTH CLIENT SELECT QUIT RESET COMMAND
+//! INFO CONFIG TIME.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::{info, ConnContext};
+use crate::commands;
+use crate::resp::{Frame, Protocol};
+
+/// What `CLIENT LIST` / `CLIENT INFO` show about a connection.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// Connection id.
+    pub id: u64,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Name set by `CLIENT SETNAME` / `HELLO … SETNAME`.
+    pub name: String,
+    /// Library name and version from `CLIENT SETINFO`.
+    pub lib: (String, String),
+    /// When the connection was accepted.
+    pub created: Instant,
+    /// Last command name.
+    pub last_cmd: &'static str,
+    /// Protocol in use.
+    pub protocol: Protocol,
+}
+
+impl ClientInfo {
+    fn render(&self) -> String {
+        format!(
+            "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 \
+             qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
+             user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.name,
+            self.created.elapsed().as_secs(),
+            self.last_cmd,
+            match self.protocol {
+                Protocol::Resp2 => 2,
+                Protocol::Resp3 => 3,
+            },
+            self.lib.0,
+            self.lib.1
+        )
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Session {
+    /// Public view (also in the shared client registry).
+    pub info: ClientInfo,
+    /// True once `AUTH` succeeded (or when no password is required).
+    pub authenticated: bool,
+    /// True when this connection carries commands forwarded by a follower.
+    pub forwarded: bool,
+    /// Set by `QUIT`: close after replying.
+    pub quit: bool,
+}
+
+fn arg_str(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn eq(a: &Bytes, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+fn wrong_arity(name: &str) -> Frame {
+    Frame::Error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+impl Session {
+    /// A session for a new connection.
+    pub fn new(id: u64, addr: SocketAddr, needs_auth: bool) -> Self {
+        Session {
+            info: ClientInfo {
+                id,
+                addr,
+                name: String::new(),
+                lib: (String::new(), String::new()),
+                created: Instant::now(),
+                last_cmd: "NULL",
+                protocol: Protocol::Resp2,
+            },
+            authenticated: !needs_auth,
+            forwarded: false,
+            quit: false,
+        }
+    }
+
+    /// Commands allowed before authentication.
+    pub fn allowed_unauthenticated(name: &str) -> bool {
+        matches!(name, "auth" | "hello" | "quit" | "reset")
+    }
+
+    /// Runs a connection-level command.
+    pub fn execute(&mut self, ctx: &ConnContext, name: &str, args: &[Bytes]) -> Frame {
+        match name {
+            "ping" => match args.len() {
+                1 => Frame::Simple("PONG".into()),
+                2 => Frame::Bulk(args[1].clone()),
+                _ => wrong_arity("ping"),
+            },
+            "echo" => match args.len() {
+                2 => Frame::Bulk(args[1].clone()),
+                _ => wrong_arity("echo"),
+            },
+            "hello" => self.hello(ctx, args),
+            "auth" => self.auth(ctx, args),
+            "client" => self.client(ctx, args),
+            "select" => match args.len() {
+                2 => match arg_str(&args[1]).parse::<i64>() {
+                    Ok(0) => Frame::ok(),
+                    Ok(_) => Frame::Error("ERR DB index is out of range".into()),
+                    Err(_) => Frame::Error("ERR value is not an integer or out of range".into()),
+                },
+                _ => wrong_arity("select"),
+            },
+            "quit" => {
+                self.quit = true;
+                Frame::ok()
+            }
+            "reset" => {
+                self.info.protocol = Protocol::Resp2;
+                self.info.name.clear();
+                self.authenticated = ctx.requirepass.is_none();
+                Frame::Simple("RESET".into())
+            }
+            "command" => commands::command_reply(args),
+            "info" => Frame::Verbatim { format: *b"txt", text: Bytes::from(info::render(ctx, args)) },
+            "config" => self.config(ctx, args),
+            "time" => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                Frame::Array(vec![
+                    Frame::Bulk(Bytes::from(now.as_secs().to_string())),
+                    Frame::Bulk(Bytes::from(now.subsec_micros().to_string())),
+                ])
+            }
+            other => Frame::Error(format!("ERR unknown command '{other}'")),
+        }
+    }
+
+    fn check_password(&mut self, ctx: &ConnContext, user: Option<&Bytes>, pass: &Bytes) -> Result<(), Frame> {
+        let Some(expected) = &ctx.requirepass else {
+            return Err(Frame::Error(
+                "ERR AUTH <password> called without any password configured for the default user. \
+                 Are you sure your configuration is correct?"
+                    .into(),
+            ));
+        };
+        let user_ok = user.is_none_or(|u| eq(u, "default"));
+        if user_ok && pass.as_ref() == expected.as_bytes() {
+            self.authenticated = true;
+            Ok(())
+        } else {
+            Err(Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into()))
+        }
+    }
+
+    fn auth(&mut self, ctx: &ConnContext, args: &[Bytes]) -> Frame {
+        let r = match args.len() {
+            2 => self.check_password(ctx, None, &args[1]),
+            3 => self.check_password(ctx, Some(&args[1]), &args[2]),
+            _ => return wrong_arity("auth"),
+        };
+        r.map_or_else(|e| e, |()| Frame::ok())
+    }
+
+    fn hello(&mut self, ctx: &ConnContext, args: &[Bytes]) -> Frame {
+        let mut protocol = self.info.protocol;
+        let mut i = 1;
+        if let Some(v) = args.get(1) {
+            protocol = match arg_str(v).parse::<i64>() {
+                Ok(2) => Protocol::Resp2,
+                Ok(3) => Protocol::Resp3,
+                Ok(_) => return Frame::Error("NOPROTO unsupported protocol version".into()),
+                Err(_) => return Frame::Error("ERR Protocol version is not an integer or out of range".into()),
+            };
+            i = 2;
+        }
+        let mut name = None;
+        while i < args.len() {
+            if eq(&args[i], "AUTH") && i + 2 < args.len() {
+                if let Err(e) = self.check_password(ctx, Some(&args[i + 1]), &args[i + 2]) {
+                    return e;
+                }
+                i += 3;
+            } else if eq(&args[i], "SETNAME") && i + 1 < args.len() {
+                name = Some(arg_str(&args[i + 1]));
+                i += 2;
+            } else {
+                return Frame::Error(format!("ERR Syntax error in HELLO option '{}'", arg_str(&args[i])));
+            }
+        }
+        if !self.authenticated {
+            return Frame::Error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
+        }
+        self.info.protocol = protocol;
+        if let Some(n) = name {
+            self.info.name = n;
+        }
+        let role = if ctx.kv.node().is_leader() { "master" } else { "replica" };
+        let kv = |k: &str, v: Frame| (Frame::Bulk(Bytes::from(k.to_string())), v);
+        Frame::Map(vec![
+            kv("server", Frame::Bulk(Bytes::from_static(b"redis"))),
+            kv("version", Frame::Bulk(Bytes::from_static(info::REDIS_COMPAT_VERSION.as_bytes()))),
+            kv("proto", Frame::Integer(if protocol == Protocol::Resp3 { 3 } else { 2 })),
+            kv("id", Frame::Integer(self.info.id as i64)),
+            kv("mode", Frame::Bulk(Bytes::from_static(b"standalone"))),
+            kv("role", Frame::Bulk(Bytes::from_static(role.as_bytes()))),
+            kv("modules", Frame::Array(Vec::new())),
+        ])
+    }
+
+    fn client(&mut self, ctx: &ConnContext, args: &[Bytes]) -> Frame {
+        let Some(sub) = args.get(1) else { return wrong_arity("client") };
+        let sub = arg_str(sub).to_ascii_lowercase();
+        match (sub.as_str(), args.len()) {
+            ("setname", 3) => {
+                let name = arg_str(&args[2]);
+                if name.bytes().any(|b| b <= b' ' || b > b'~') {
+                    return Frame::Error("ERR Client names cannot contain spaces, newlines or special characters.".into());
+                }
+                self.info.name = name;
+                Frame::ok()
+            }
+            ("getname", 2) => {
+                if self.info.name.is_empty() {
+                    Frame::Null
+                } else {
+                    Frame::Bulk(Bytes::from(self.info.name.clone()))
+                }
+            }
+            ("id", 2) => Frame::Integer(self.info.id as i64),
+            ("info", 2) => Frame::Verbatim { format: *b"txt", text: Bytes::from(format!("{}\n", self.info.render())) },
+            ("list", _) => {
+                let mut out = String::new();
+                let mut clients: Vec<ClientInfo> = ctx.clients().values().cloned().collect();
+                clients.sort_by_key(|c| c.id);
+                for c in clients {
+                    out.push_str(&c.render());
+                    out.push('\n');
+                }
+                Frame::Verbatim { format: *b"txt", text: Bytes::from(out) }
+            }
+            ("setinfo", 4) => {
+                let attr = arg_str(&args[2]).to_ascii_lowercase();
+                let value = arg_str(&args[3]);
+                match attr.as_str() {
+                    "lib-name" => self.info.lib.0 = value,
+                    "lib-ver" => self.info.lib.1 = value,
+                    _ => return Frame::Error(format!("ERR Unrecognized option '{}'", arg_str(&args[2]))),
+                }
+                Frame::ok()
+            }
+            ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
+                Frame::Error(format!("ERR wrong number of arguments for 'client|{sub}' command"))
+            }
+            _ => Frame::Error(format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                arg_str(&args[1])
+            )),
+        }
+    }
+
+    fn config(&mut self, ctx: &ConnContext, args: &[Bytes]) -> Frame {
+        let Some(sub) = args.get(1) else { return wrong_arity("config") };
+        if eq(sub, "GET") {
+            if args.len() < 3 {
+                return Frame::Error("ERR wrong number of arguments for 'config|get' command".into());
+            }
+            let params = info::config_params(ctx);
+            let mut out = Vec::new();
+            for (k, v) in params {
+                if args[2..].iter().any(|p| crate::commands::glob_match(p, k.as_bytes(), true)) {
+                    out.push((Frame::Bulk(Bytes::from(k)), Frame::Bulk(Bytes::from(v))));
+                }
+            }
+            Frame::Map(out)
+        } else if eq(sub, "SET") || eq(sub, "RESETSTAT") || eq(sub, "REWRITE") {
+            Frame::Error(format!(
+                "ERR CONFIG {} is not supported: Seshat is configured by command-line flags (see `seshat serve --help`)",
+                arg_str(sub).to_ascii_uppercase()
+            ))
+        } else if eq(sub, "HELP") {
+            Frame::Array(vec![Frame::Simple("CONFIG GET <pattern> [<pattern> ...]".into())])
+        } else {
+            Frame::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", arg_str(sub)))
+        }
+    }
+}

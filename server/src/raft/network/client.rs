@@ -1,0 +1,221 @@
+//! The sending side: one [`PeerClient`] per replication target.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::RaftNetworkV2;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use super::wire::{codec, from_frame, to_frame, Envelope, Reply, Request, WireError, SNAPSHOT_CHUNK_BYTES};
+use crate::raft::snapshot::SnapshotFile;
+use crate::raft::{NodeAddr, NodeId, TypeConfig, Vote};
+
+/// Time allowed to install a received snapshot (reading it into memory).
+const SNAPSHOT_INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates a [`PeerClient`] per target; openraft calls it for every replication stream.
+#[derive(Debug, Clone)]
+pub struct NetworkFactory {
+    my_id: NodeId,
+}
+
+impl NetworkFactory {
+    /// A factory for node `my_id`.
+    pub fn new(my_id: NodeId) -> Self {
+        NetworkFactory { my_id }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
+        PeerClient { from: self.my_id, target, addr: node.raft_addr.clone(), conn: None }
+    }
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Remote(WireError),
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+/// A connection to one peer, re-established on demand.
+pub struct PeerClient {
+    from: NodeId,
+    target: NodeId,
+    addr: String,
+    conn: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+}
+
+impl PeerClient {
+    async fn call(&mut self, body: Request, ttl: Duration) -> Result<Reply, CallError> {
+        let envelope = Envelope { target: self.target, from: self.from, body };
+        let frame = to_frame(&envelope)?;
+        match tokio::time::timeout(ttl, self.exchange(frame)).await {
+            Ok(Ok(Reply::Error(e))) => {
+                if matches!(e, WireError::NodeIdMismatch { .. }) {
+                    // Whoever answers at that address is not our member.
+                    self.conn = None;
+                }
+                Err(CallError::Remote(e))
+            }
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e)
+            }
+            Err(_) => {
+                // The reply may still arrive later; the connection's request /
+                // reply pairing is lost, so it cannot be reused.
+                self.conn = None;
+                Err(CallError::Timeout(ttl))
+            }
+        }
+    }
+
+    async fn exchange(&mut self, frame: Bytes) -> Result<Reply, CallError> {
+        if self.conn.is_none() {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|source| CallError::Connect { addr: self.addr.clone(), source })?;
+            stream.set_nodelay(true)?;
+            self.conn = Some(Framed::new(stream, codec()));
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        conn.send(frame).await?;
+        match conn.next().await {
+            Some(reply) => Ok(from_frame(reply?)?),
+            None => Err(CallError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection"))),
+        }
+    }
+
+    fn rpc_error(&self, action: RPCTypes, e: CallError) -> RPCError<TypeConfig> {
+        match e {
+            CallError::Connect { .. } | CallError::Remote(WireError::NodeIdMismatch { .. }) => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            CallError::Timeout(timeout) => {
+                RPCError::Timeout(Timeout { action, id: self.from, target: self.target, timeout })
+            }
+            other => RPCError::Network(NetworkError::new(&other)),
+        }
+    }
+
+    async fn send_snapshot(&mut self, vote: Vote, snapshot: SnapshotFile, ttl: Duration) -> Result<SnapshotResponse<TypeConfig>, CallError> {
+        let mut file = tokio::fs::File::from_std(snapshot.file);
+        let total = file.metadata().await?.len();
+        let mut offset = 0u64;
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            let last = offset + filled as u64 >= total;
+            let chunk = Request::SnapshotChunk { vote, offset, data: Bytes::copy_from_slice(&buf[..filled]), last };
+            let wait = if last { SNAPSHOT_INSTALL_TIMEOUT } else { ttl };
+            match self.call(chunk, wait).await? {
+                Reply::ChunkStored if !last => offset += filled as u64,
+                Reply::Snapshot(resp) if last => return Ok(resp),
+                other => return Err(CallError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::AppendEntries(rpc), option.soft_ttl()).await {
+            Ok(Reply::AppendEntries(r)) => Ok(r),
+            Ok(other) => Err(self.rpc_error(RPCTypes::AppendEntries, CallError::Unexpected(format!("{other:?}")))),
+            Err(e) => Err(self.rpc_error(RPCTypes::AppendEntries, e)),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::Vote(rpc), option.soft_ttl()).await {
+            Ok(Reply::Vote(r)) => Ok(r),
+            Ok(other) => Err(self.rpc_error(RPCTypes::Vote, CallError::Unexpected(format!("{other:?}")))),
+            Err(e) => Err(self.rpc_error(RPCTypes::Vote, e)),
+        }
+    }
+
+    async fn pre_vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::PreVote(rpc), option.soft_ttl()).await {
+            Ok(Reply::Vote(r)) => Ok(r),
+            Ok(other) => Err(self.rpc_error(RPCTypes::Vote, CallError::Unexpected(format!("{other:?}")))),
+            Err(e) => Err(self.rpc_error(RPCTypes::Vote, e)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let ttl = option.soft_ttl().max(Duration::from_secs(5));
+        let send = self.send_snapshot(vote, snapshot.snapshot, ttl);
+        tokio::select! {
+            closed = cancel => {
+                self.conn = None;
+                Err(StreamingError::Closed(closed))
+            }
+            result = send => match result {
+                Ok(r) => Ok(r),
+                Err(CallError::Timeout(timeout)) => {
+                    Err(StreamingError::Timeout(Timeout { action: RPCTypes::InstallSnapshot, id: self.from, target: self.target, timeout }))
+                }
+                Err(e @ CallError::Connect { .. }) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+                Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
+            }
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::TransferLeader(req), option.soft_ttl()).await {
+            Ok(Reply::TransferLeader(Ok(()))) => Ok(Ok(())),
+            Ok(Reply::TransferLeader(Err(msg))) => {
+                Err(self.rpc_error(RPCTypes::TransferLeader, CallError::Unexpected(msg)))
+            }
+            Ok(other) => Err(self.rpc_error(RPCTypes::TransferLeader, CallError::Unexpected(format!("{other:?}")))),
+            Err(e) => Err(self.rpc_error(RPCTypes::TransferLeader, e)),
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Applying replicated write operations.
+//!
+//! Every function here is deterministic: its only inputs are the store and the
+//! operation, with `now` derived from `Operation::at_ms`. Replies follow Redis,
+//! including errors that depend on stored data (they are decided here, so every
+//! replica agrees on them).
+
+use bytes::Bytes;
+
+use super::entry::Entry;
+use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, WriteCmd};
+use super::Store;
+use crate::commands::CommandError;
+use crate::resp::num::{format_human_float, parse_f64, parse_i64};
+use crate::resp::Frame;
+
+/// True when the absolute time `at` (Unix ms, may be negative) is not after `now`.
+fn passed(at: i64, now: u64) -> bool {
+    u64::try_from(at).map_or(true, |at| at <= now)
+}
+
+fn error(err: CommandError) -> Frame {
+    err.to_frame()
+}
+
+impl Store {
+    /// Applies one replicated write and returns the client's reply (possibly an
+    /// error frame: WRONGTYPE, not an integer, ...; the state is then unchanged).
+    ///
+    /// "Now" is `max(op.at_ms, highest at_ms applied so far)`: expiry decisions
+    /// never use the local clock, and never go backwards across leader changes.
+    pub fn apply(&mut self, op: &Operation) -> Frame {
+        let now = op.at_ms.max(self.clock_ms);
+        self.clock_ms = now;
+        match &op.cmd {
+            WriteCmd::Set {
+                key,
+                value,
+                cond,
+                ttl,
+                get,
+            } => self.apply_set(now, key, value, *cond, *ttl, *get),
+            WriteCmd::SetNx { key, value } => {
+                let frame = self.apply_set(
+                    now,
+                    key,
+                    value,
+                    SetCondition::IfAbsent,
+                    SetTtl::Clear,
+                    false,
+                );
+                Frame::Integer(i64::from(frame == Frame::ok()))
+            }
+            WriteCmd::MSet { pairs } => {
+                for (key, value) in pairs {
+                    self.put(self.hash(key), Entry::string(key, value, None));
+                }
+                Frame::ok()
+            }
+            WriteCmd::MSetNx { pairs } => {
+                if pairs
+                    .iter()
+                    .any(|(key, _)| self.expire_if_due(key, self.hash(key), now))
+                {
+                    return Frame::Integer(0);
+                }
+                for (key, value) in pairs {
+                    self.put(self.hash(key), Entry::string(key, value, None));
+                }
+                Frame::Integer(1)
+            }
+            WriteCmd::GetDel { key } => self.apply_getdel(now, key),
+            WriteCmd::GetEx { key, ttl } => self.apply_getex(now, key, *ttl),
+            WriteCmd::IncrBy { key, delta } => self.apply_incrby(now, key, *delta),
+            WriteCmd::IncrByFloat { key, delta } => self.apply_incrbyfloat(now, key, *delta),
+            WriteCmd::Append {
+                key,
+                value,
+                max_len,
+            } => self.apply_append(now, key, value, *max_len),
+            WriteCmd::SetRange {
+                key,
+                offset,
+                value,
+                max_len,
+            } => self.apply_setrange(now, key, *offset, value, *max_len),
+            WriteCmd::Del { keys } => {
+                let mut removed = 0;
+                for key in keys {
+                    let hash = self.hash(key);
+                    if self.expire_if_due(key, hash, now) {
+                        self.remove(key, hash);
+                        removed += 1;
+                    }
+                }
+                Frame::Integer(removed)
+            }
+            WriteCmd::Expire { key, at_ms, cond } => self.apply_expire(now, key, *at_ms, *cond),
+            WriteCmd::Persist { key } => {
+                let hash = self.hash(key);
+                if !self.expire_if_due(key, hash, now)
+                    || self.find(key, hash).and_then(Entry::expire_at).is_none()
+                {
+                    return Frame::Integer(0);
+                }
+                self.set_expire(key, hash, None);
+                Frame::Integer(1)
+            }
+            WriteCmd::Rename { src, dst, nx } => self.apply_rename(now, src, dst, *nx),
+            WriteCmd::FlushAll => {
+                self.clear();
+                Frame::ok()
+            }
+            WriteCmd::ExpireKeys { keys } => {
+                let mut removed = 0;
+                for key in keys {
+                    let hash = self.hash(key);
+                    if self.find(key, hash).is_some_and(|e| e.is_expired(now)) {
+                        self.remove(key, hash);
+                        removed += 1;
+                    }
+                }
+                Frame::Integer(removed)
+            }
+        }
+    }
+
+    /// The live entry for `key` after lazy expiry at `now`, as (hash, entry).
+    fn live(&mut self, key: &[u8], now: u64) -> (u64, Option<&Entry>) {
+        let hash = self.hash(key);
+        if self.expire_if_due(key, hash, now) {
+            (hash, self.find(key, hash))
+        } else {
+            (hash, None)
+        }
+    }
+
+    /// Replaces the TTL of an existing key.
+    fn set_expire(&mut self, key: &[u8], hash: u64, expire_at: Option<u64>) {
+        if let Some(entry) = self.remove(key, hash) {
+            self.put(hash, entry.with_expire(expire_at));
+        }
+    }
+
+    fn apply_set(
+        &mut self,
+        now: u64,
+        key: &Bytes,
+        value: &Bytes,
+        cond: SetCondition,
+        ttl: SetTtl,
+        get: bool,
+    ) -> Frame {
+        let (hash, old) = self.live(key, now);
+        // GET checks the old value's type before anything else, as Redis does.
+        let reply = match (get, old) {
+            (false, _) => Frame::ok(),
+            (true, None) => Frame::Null,
+            (true, Some(entry)) => match entry.string_value() {
+                Some(value) => Frame::bulk_copy(value),
+                None => return error(CommandError::WrongType),
+            },
+        };
+        let old_expire = old.and_then(Entry::expire_at);
+        let blocked = match cond {
+            SetCondition::Always => false,
+            SetCondition::IfAbsent => old.is_some(),
+            SetCondition::IfPresent => old.is_none(),
+        };
+        if blocked {
+            return if get { reply } else { Frame::Null };
+        }
+        let expire_at = match ttl {
+            SetTtl::Clear => None,
+            SetTtl::Keep => old_expire,
+            SetTtl::At(at) if passed(at, now) => {
+                // Already expired: the key simply stops existing.
+                self.remove(key, hash);
+                return reply;
+            }
+            SetTtl::At(at) => Some(at as u64),
+        };
+        self.put(hash, Entry::string(key, value, expire_at));
+        reply
+    }
+
+    fn apply_getdel(&mut self, now: u64, key: &[u8]) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let reply = match old {
+            None => return Frame::Null,
+            Some(entry) => match entry.string_value() {
+                Some(value) => Frame::bulk_copy(value),
+                None => return error(CommandError::WrongType),
+            },
+        };
+        self.remove(key, hash);
+        reply
+    }
+
+    fn apply_getex(&mut self, now: u64, key: &[u8], ttl: GetExTtl) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let reply = match old {
+            None => return Frame::Null,
+            Some(entry) => match entry.string_value() {
+                Some(value) => Frame::bulk_copy(value),
+                None => return error(CommandError::WrongType),
+            },
+        };
+        match ttl {
+            GetExTtl::Persist => self.set_expire(key, hash, None),
+            GetExTtl::At(at) if passed(at, now) => {
+                self.remove(key, hash);
+            }
+            GetExTtl::At(at) => self.set_expire(key, hash, Some(at as u64)),
+        }
+        reply
+    }
+
+    fn apply_incrby(&mut self, now: u64, key: &[u8], delta: i64) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let (current, expire_at) = match old {
+            None => (0, None),
+            Some(entry) => match entry.string_value().map(parse_i64) {
+                None => return error(CommandError::WrongType),
+                Some(None) => return error(CommandError::NotInteger),
+                Some(Some(n)) => (n, entry.expire_at()),
+            },
+        };
+        let Some(result) = current.checked_add(delta) else {
+            return error(CommandError::IncrOverflow);
+        };
+        let mut text = itoa::Buffer::new();
+        self.put(
+            hash,
+            Entry::string(key, text.format(result).as_bytes(), expire_at),
+        );
+        Frame::Integer(result)
+    }
+
+    fn apply_incrbyfloat(&mut self, now: u64, key: &[u8], delta: f64) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let (current, expire_at) = match old {
+            None => (0.0, None),
+            Some(entry) => match entry.string_value().map(parse_f64) {
+                None => return error(CommandError::WrongType),
+                Some(None) => return error(CommandError::NotFloat),
+                Some(Some(n)) => (n, entry.expire_at()),
+            },
+        };
+        let result = current + delta;
+        if !result.is_finite() {
+            return error(CommandError::NanOrInfinity);
+        }
+        let text = format_human_float(result);
+        self.put(hash, Entry::string(key, text.as_bytes(), expire_at));
+        Frame::Bulk(Bytes::from(text))
+    }
+
+    fn apply_append(&mut self, now: u64, key: &[u8], value: &[u8], max_len: u64) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let (old_value, expire_at) = match old {
+            None => (&[][..], None),
+            Some(entry) => match entry.string_value() {
+                Some(old_value) => (old_value, entry.expire_at()),
+                None => return error(CommandError::WrongType),
+            },
+        };
+        let new_len = old_value.len() + value.len();
+        if new_len as u64 > max_len {
+            return error(CommandError::ValueTooLarge {
+                size: new_len,
+                max: max_len as usize,
+            });
+        }
+        // Deviation from Redis's amortised O(1) append: a packed entry is rebuilt,
+        // O(value length), which the value size limit bounds.
+        let entry = Entry::string_from_parts(key, &[old_value, value], expire_at);
+        self.put(hash, entry);
+        Frame::Integer(new_len as i64)
+    }
+
+    fn apply_setrange(
+        &mut self,
+        now: u64,
+        key: &[u8],
+        offset: u64,
+        value: &[u8],
+        max_len: u64,
+    ) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let (old_value, expire_at) = match old {
+            None => (None, None),
+            Some(entry) => match entry.string_value() {
+                Some(old_value) => (Some(old_value), entry.expire_at()),
+                None => return error(CommandError::WrongType),
+            },
+        };
+        if value.is_empty() {
+            // Nothing written: no size check and no key created, as in Redis.
+            return Frame::Integer(old_value.map_or(0, |v| v.len() as i64));
+        }
+        let end = offset.saturating_add(value.len() as u64);
+        if end > max_len {
+            return error(CommandError::ValueTooLarge {
+                size: end as usize,
+                max: max_len as usize,
+            });
+        }
+        let (offset, end) = (offset as usize, end as usize); // both ≤ max_len
+        let old_value = old_value.unwrap_or(&[]);
+        let old_len = old_value.len();
+        if end <= old_len {
+            let shard = &mut self.shards[super::shard_of(hash)];
+            let entry = shard
+                .find_mut(hash, |e| e.key() == key)
+                .expect("live entry");
+            entry.string_value_mut().expect("string entry")[offset..end].copy_from_slice(value);
+            return Frame::Integer(old_len as i64);
+        }
+        let entry = if offset <= old_len {
+            Entry::string_from_parts(key, &[&old_value[..offset], value], expire_at)
+        } else {
+            let padding = vec![0u8; offset - old_len];
+            Entry::string_from_parts(key, &[old_value, &padding, value], expire_at)
+        };
+        self.put(hash, entry);
+        Frame::Integer(end as i64)
+    }
+
+    fn apply_expire(&mut self, now: u64, key: &[u8], at: i64, cond: ExpireCondition) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let Some(entry) = old else {
+            return Frame::Integer(0);
+        };
+        // No TTL counts as an infinite one for GT / LT.
+        let current = entry.expire_at().map(i128::from);
+        let at_wide = i128::from(at);
+        let allowed = !(cond.nx && current.is_some()
+            || cond.xx && current.is_none()
+            || cond.gt && current.is_none_or(|c| at_wide <= c)
+            || cond.lt && current.is_some_and(|c| at_wide >= c));
+        if !allowed {
+            return Frame::Integer(0);
+        }
+        if passed(at, now) {
+            self.remove(key, hash);
+        } else {
+            self.set_expire(key, hash, Some(at as u64));
+        }
+        Frame::Integer(1)
+    }
+
+    fn apply_rename(&mut self, now: u64, src: &[u8], dst: &[u8], nx: bool) -> Frame {
+        let (src_hash, old) = self.live(src, now);
+        if old.is_none() {
+            return error(CommandError::NoSuchKey);
+        }
+        if src == dst {
+            return if nx { Frame::Integer(0) } else { Frame::ok() };
+        }
+        let (dst_hash, existing) = self.live(dst, now);
+        if existing.is_some() && nx {
+            return Frame::Integer(0);
+        }
+        let entry = self.remove(src, src_hash).expect("live source");
+        self.put(dst_hash, entry.renamed(dst));
+        if nx {
+            Frame::Integer(1)
+        } else {
+            Frame::ok()
+        }
+    }
+}

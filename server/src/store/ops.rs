@@ -1,0 +1,211 @@
+//! Replicated write operations: what goes into the Raft log.
+//!
+//! Every field is decided by the leader when it parses the command (absolute
+//! expire times, size limits), so applying an [`Operation`] needs nothing but the
+//! operation and the current state: every replica computes the same result.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One log entry's payload: a write command stamped with the leader's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// The leader's wall clock (Unix ms) when it proposed the command: the only
+    /// "now" the state machine ever uses.
+    pub at_ms: u64,
+    /// The command.
+    pub cmd: WriteCmd,
+}
+
+/// `SET` NX / XX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// Set unconditionally.
+    Always,
+    /// NX: only if the key does not exist.
+    IfAbsent,
+    /// XX: only if the key exists.
+    IfPresent,
+}
+
+/// What a `SET`-like write does with the key's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetTtl {
+    /// Remove any TTL (plain SET, GETSET, SETNX, MSET).
+    Clear,
+    /// KEEPTTL.
+    Keep,
+    /// Expire at this absolute Unix time in ms (EX/PX/EXAT/PXAT, SETEX, PSETEX).
+    /// A time not after the apply clock deletes the key instead.
+    At(i64),
+}
+
+/// `GETEX` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GetExTtl {
+    /// PERSIST: remove the TTL.
+    Persist,
+    /// Expire at this absolute Unix time in ms (not after the apply clock: delete).
+    At(i64),
+}
+
+/// `EXPIRE` options NX / XX / GT / LT, as flags: Redis accepts XX together with
+/// GT or LT, and checks each flag in turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireCondition {
+    /// NX: only if the key has no TTL.
+    pub nx: bool,
+    /// XX: only if the key has a TTL.
+    pub xx: bool,
+    /// GT: only if the new time is greater than the current one (no TTL = infinite).
+    pub gt: bool,
+    /// LT: only if the new time is less than the current one (no TTL = infinite).
+    pub lt: bool,
+}
+
+/// A typed, validated write command. Arguments are checked (syntax, key and
+/// value sizes) before a command becomes a `WriteCmd`; errors that depend on
+/// the stored data (WRONGTYPE, not an integer, overflow, NX conflicts, missing
+/// RENAME source) are decided by [`Store::apply`](super::Store::apply).
+///
+/// Multi-key commands are one `WriteCmd`, hence one log entry, applied atomically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WriteCmd {
+    /// SET (all options), SETEX, PSETEX, GETSET (`get: true`, `ttl: Clear`).
+    Set {
+        /// Key.
+        key: Bytes,
+        /// New value.
+        value: Bytes,
+        /// NX / XX.
+        cond: SetCondition,
+        /// TTL handling.
+        ttl: SetTtl,
+        /// GET: reply with the old value instead of OK.
+        get: bool,
+    },
+    /// SETNX: like `SET NX` but replies 1/0.
+    SetNx {
+        /// Key.
+        key: Bytes,
+        /// Value.
+        value: Bytes,
+    },
+    /// MSET: set every pair, clearing their TTLs.
+    MSet {
+        /// Key/value pairs, applied in order (a repeated key keeps the last value).
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// MSETNX: set every pair only if none of the keys exists; replies 1/0.
+    MSetNx {
+        /// Key/value pairs.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// GETDEL.
+    GetDel {
+        /// Key.
+        key: Bytes,
+    },
+    /// GETEX with an option (GETEX without options is a read).
+    GetEx {
+        /// Key.
+        key: Bytes,
+        /// New TTL.
+        ttl: GetExTtl,
+    },
+    /// INCR, INCRBY, DECR, DECRBY (DECRBY n is `delta: -n`).
+    IncrBy {
+        /// Key.
+        key: Bytes,
+        /// Amount added.
+        delta: i64,
+    },
+    /// INCRBYFLOAT.
+    IncrByFloat {
+        /// Key.
+        key: Bytes,
+        /// Amount added (finite or ±inf; the result must be finite).
+        delta: f64,
+    },
+    /// APPEND.
+    Append {
+        /// Key.
+        key: Bytes,
+        /// Bytes appended.
+        value: Bytes,
+        /// Longest value allowed after appending (the leader's max value size).
+        max_len: u64,
+    },
+    /// SETRANGE.
+    SetRange {
+        /// Key.
+        key: Bytes,
+        /// Byte offset (zero-padded when past the end).
+        offset: u64,
+        /// Bytes written at `offset`.
+        value: Bytes,
+        /// Longest value allowed after writing (the leader's max value size).
+        max_len: u64,
+    },
+    /// DEL, UNLINK: replies the number of keys removed.
+    Del {
+        /// Keys (a repeated key counts once).
+        keys: Vec<Bytes>,
+    },
+    /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT.
+    Expire {
+        /// Key.
+        key: Bytes,
+        /// Absolute Unix time in ms; may be negative (deletes the key).
+        at_ms: i64,
+        /// NX / XX / GT / LT.
+        cond: ExpireCondition,
+    },
+    /// PERSIST.
+    Persist {
+        /// Key.
+        key: Bytes,
+    },
+    /// RENAME (`nx: false`), RENAMENX (`nx: true`).
+    Rename {
+        /// Existing key.
+        src: Bytes,
+        /// New name.
+        dst: Bytes,
+        /// RENAMENX: do nothing if `dst` exists.
+        nx: bool,
+    },
+    /// FLUSHDB, FLUSHALL.
+    FlushAll,
+    /// The leader's active expiry sweep: deletes each key that is still expired
+    /// at the operation's time (a key rewritten meanwhile survives). Replies the
+    /// number of keys deleted.
+    ExpireKeys {
+        /// Candidate keys, from [`Store::expired_keys`](super::Store::expired_keys).
+        keys: Vec<Bytes>,
+    },
+}
+
+impl WriteCmd {
+    /// The keys this command writes, in argument order (metrics, tracing).
+    pub fn keys(&self) -> Vec<&Bytes> {
+        match self {
+            WriteCmd::Set { key, .. }
+            | WriteCmd::SetNx { key, .. }
+            | WriteCmd::GetDel { key }
+            | WriteCmd::GetEx { key, .. }
+            | WriteCmd::IncrBy { key, .. }
+            | WriteCmd::IncrByFloat { key, .. }
+            | WriteCmd::Append { key, .. }
+            | WriteCmd::SetRange { key, .. }
+            | WriteCmd::Expire { key, .. }
+            | WriteCmd::Persist { key } => vec![key],
+            WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => {
+                pairs.iter().map(|(k, _)| k).collect()
+            }
+            WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().collect(),
+            WriteCmd::Rename { src, dst, .. } => vec![src, dst],
+            WriteCmd::FlushAll => Vec::new(),
+        }
+    }
+}

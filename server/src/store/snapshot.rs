@@ -1,0 +1,214 @@
+//! Snapshot file format of the keyspace.
+//!
+//! ```text
+//! magic    8 bytes  "SESHATKV"
+//! version  u32 LE   1
+//! clock_ms u64 LE   the store's apply clock
+//! count    u64 LE   number of entries
+//! entries  count ×  [type u8][has_expire u8][expire_at u64 LE if has_expire]
+//!                   [key_len u32 LE][key][value_len u32 LE][value]
+//! crc32    u32 LE   CRC-32 (IEEE) of every byte above
+//! ```
+//!
+//! Entries are written in ascending key order, so two stores with the same
+//! contents write the same bytes whatever their hash seeds: replicas can compare
+//! snapshot checksums. Reading verifies magic, version, strictly ascending keys,
+//! the checksum and the absence of trailing bytes; lengths are never trusted for
+//! allocation (buffers grow only as data actually arrives).
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+
+use super::entry::{Entry, ValueRef, ValueType};
+use super::Store;
+
+const MAGIC: &[u8; 8] = b"SESHATKV";
+const VERSION: u32 = 1;
+const TYPE_STRING: u8 = 0;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading failed (a truncated file shows up as `UnexpectedEof`).
+    #[error("snapshot read failed: {0}")]
+    Io(#[from] io::Error),
+    /// Not a Seshat snapshot.
+    #[error("not a seshat snapshot (bad magic)")]
+    BadMagic,
+    /// Written by an incompatible version.
+    #[error("unsupported snapshot version {0}")]
+    UnsupportedVersion(u32),
+    /// The checksum does not match the contents.
+    #[error("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum {
+        /// Checksum in the file.
+        stored: u32,
+        /// Checksum of the bytes read.
+        computed: u32,
+    },
+    /// Structurally invalid contents.
+    #[error("corrupt snapshot: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Writes through to `inner` while computing the CRC of everything written.
+struct CrcWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads from `inner` while computing the CRC of everything read.
+struct CrcReader<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: Read> CrcReader<R> {
+    fn u8(&mut self) -> io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.read_exact(&mut b)?;
+        Ok(b[0])
+    }
+
+    fn u32(&mut self) -> io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Reads a u32-length-prefixed byte string into `out`.
+    fn blob(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let len = self.u32()? as usize;
+        out.clear();
+        let read = (&mut *self).take(len as u64).read_to_end(out)?;
+        if read != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
+    }
+}
+
+fn blob<W: Write>(w: &mut W, data: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(data.len()).map_err(|_| io::Error::other("entry longer than 4 GiB"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(data)
+}
+
+impl Store {
+    /// Writes the whole keyspace (see the module docs for the format).
+    ///
+    /// Cost: sorting the keys, O(n log n), plus one pass; memory: one pointer
+    /// per key for the sorted order.
+    pub fn write_snapshot<W: Write>(&self, w: W) -> io::Result<()> {
+        let mut entries: Vec<&Entry> = self.shards.iter().flat_map(|s| s.iter()).collect();
+        entries.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        let mut w = CrcWriter {
+            inner: BufWriter::with_capacity(256 * 1024, w),
+            crc: crc32fast::Hasher::new(),
+        };
+        w.write_all(MAGIC)?;
+        w.write_all(&VERSION.to_le_bytes())?;
+        w.write_all(&self.clock_ms.to_le_bytes())?;
+        w.write_all(&(entries.len() as u64).to_le_bytes())?;
+        for entry in entries {
+            let ValueRef::String(value) = entry.value();
+            w.write_all(&[TYPE_STRING])?;
+            match entry.expire_at() {
+                Some(at) => {
+                    w.write_all(&[1])?;
+                    w.write_all(&at.to_le_bytes())?;
+                }
+                None => w.write_all(&[0])?,
+            }
+            blob(&mut w, entry.key())?;
+            blob(&mut w, value)?;
+        }
+        let crc = w.crc.clone().finalize();
+        let mut inner = w.inner;
+        inner.write_all(&crc.to_le_bytes())?;
+        inner.flush()
+    }
+
+    /// Reads a snapshot written by [`Store::write_snapshot`], rejecting bad
+    /// magic, unknown versions, corrupt structure and checksum mismatches.
+    pub fn read_snapshot<R: Read>(r: R) -> Result<Store, SnapshotError> {
+        let mut r = CrcReader {
+            inner: BufReader::with_capacity(256 * 1024, r),
+            crc: crc32fast::Hasher::new(),
+        };
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        let mut store = Store::new();
+        store.clock_ms = r.u64()?;
+        let count = r.u64()?;
+        let (mut key, mut value, mut previous) = (Vec::new(), Vec::new(), None::<Vec<u8>>);
+        for _ in 0..count {
+            let value_type = match r.u8()? {
+                TYPE_STRING => ValueType::String,
+                _ => return Err(SnapshotError::Corrupt("unknown value type")),
+            };
+            let expire_at = match r.u8()? {
+                0 => None,
+                1 => Some(r.u64()?),
+                _ => return Err(SnapshotError::Corrupt("bad expire flag")),
+            };
+            r.blob(&mut key)?;
+            r.blob(&mut value)?;
+            if previous.as_ref().is_some_and(|p| *p >= key) {
+                return Err(SnapshotError::Corrupt("keys out of order"));
+            }
+            let entry = match value_type {
+                ValueType::String => Entry::string(&key, &value, expire_at),
+            };
+            store.put(store.hash(&key), entry);
+            // Keep this key for the order check; reuse the older buffer for the next.
+            match &mut previous {
+                Some(previous) => std::mem::swap(previous, &mut key),
+                None => previous = Some(std::mem::take(&mut key)),
+            }
+        }
+        let computed = r.crc.clone().finalize();
+        let mut stored = [0u8; 4];
+        r.inner.read_exact(&mut stored)?;
+        let stored = u32::from_le_bytes(stored);
+        if stored != computed {
+            return Err(SnapshotError::Checksum { stored, computed });
+        }
+        if r.inner.read(&mut [0u8; 1])? != 0 {
+            return Err(SnapshotError::Corrupt("trailing bytes after checksum"));
+        }
+        Ok(store)
+    }
+}
