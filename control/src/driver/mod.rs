@@ -16,7 +16,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::{AddLearnerRequest, InitRequest, SetMembershipRequest, TransferLeaderRequest};
+use crate::api::{
+    AddLearnerRequest, InitRequest, Role, SetMembershipRequest, TransferLeaderRequest,
+};
 use crate::client::{AdminClient, ClientError};
 use crate::planner::{self, Action, Desired, Observed, Plan, Slot};
 
@@ -153,10 +155,23 @@ impl<W: Workload> Driver<W> {
                 let slot = observed
                     .slot(*ordinal)
                     .ok_or(DriverError::UnknownOrdinal(*ordinal))?;
-                self.client
-                    .for_addr(slot.addr.http_addr.clone())
-                    .init(&InitRequest::default())
-                    .await?;
+                let node = self.client.for_addr(slot.addr.http_addr.clone());
+                match node.init(&InitRequest::default()).await {
+                    Ok(_) => {}
+                    // A retried init after a lost reply: the node is initialized.
+                    Err(ClientError::Conflict { error, .. })
+                        if error.code == "already_initialized" => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Let the node show its new state before the next observation, so
+                // the planner does not see "uninitialized" and plan the init again.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    match node.cluster().await {
+                        Ok(st) if st.role != Role::Uninitialized => break,
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
             }
             Action::AddLearner { node_id, addr, .. } => {
                 leader()?

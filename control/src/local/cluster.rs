@@ -263,8 +263,17 @@ impl LocalCluster {
     }
 
     /// SIGSTOPs node `i` (it stays "running" but answers nothing: a hung node).
+    /// Returns once every thread of the process is stopped (on Linux), so that no
+    /// request sent afterwards is still served.
     pub async fn pause_node(&self, i: u32) -> Result<(), LocalError> {
-        self.signal_running(i, libc::SIGSTOP).await
+        self.signal_running(i, libc::SIGSTOP).await?;
+        if let Some(pid) = self.pid(i).await {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !all_threads_stopped(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
     }
 
     /// SIGCONTs a paused node `i`.
@@ -405,6 +414,25 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterat
         }
     })
     .await
+}
+
+/// Every thread of `pid` is in the stopped state ('T' in `/proc/<pid>/task/*/stat`).
+/// Where `/proc` is unavailable this answers true: the signal was sent, that is all
+/// that can be known.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit(')').next()?.trim_start().chars().next()?;
+                Some(state == 'T' || state == 't')
+            })
+            // A thread that vanished meanwhile does not run either.
+            .unwrap_or(true)
+    })
 }
 
 fn signal(node: u32, pid: u32, sig: i32) -> Result<(), LocalError> {

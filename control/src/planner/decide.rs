@@ -98,7 +98,10 @@ fn decide(d: &Desired, o: &Observed, v: &ClusterView) -> (Action, Phase) {
     if !v.has_quorum() {
         // A fresh leader knows no follower's progress until its first round of
         // replication: that is not a lost quorum, only an unknown one.
-        if v.members.iter().any(|m| m.voter && m.live && m.matched.is_none()) {
+        if v.members
+            .iter()
+            .any(|m| m.voter && m.live && m.matched.is_none())
+        {
             return wait(
                 "new leader: replication progress not known yet",
                 Phase::Scaling,

@@ -582,7 +582,13 @@ fn two_voters_with_one_replaced_volume_is_degraded_forever() {
 fn fresh_leader_without_progress_waits_instead_of_reporting_degraded() {
     let sim = Sim::running(3, 0, "v1");
     let mut obs = sim.observe();
-    for v in obs.slots[0].status.as_mut().unwrap().replication.values_mut() {
+    for v in obs.slots[0]
+        .status
+        .as_mut()
+        .unwrap()
+        .replication
+        .values_mut()
+    {
         *v = None;
     }
     let a = act(&d(5), &obs);

@@ -118,11 +118,11 @@ pub async fn set_membership(State(state): State<Arc<HttpState>>, Json(req): Json
             format!("node {unknown} is not a member: add it as a learner first"),
         ));
     }
-    let index = tokio::time::timeout(CHANGE_TIMEOUT, node.change_voters(voters.clone(), req.retain))
+    let index = tokio::time::timeout(CHANGE_TIMEOUT, node.change_voters(voters.clone(), req.retain, req.remove_learners.iter().copied().collect()))
         .await
         .map_err(|_| timeout("the membership change", CHANGE_TIMEOUT))?
         .map_err(|e| map_err(node, e))?;
-    tracing::info!(?voters, retain = req.retain, index, "voters changed");
+    tracing::info!(?voters, retain = req.retain, removed_learners = ?req.remove_learners, index, "voters changed");
     ok(Some(index), format!("voters are now {voters:?}"))
 }
 

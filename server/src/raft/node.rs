@@ -12,7 +12,7 @@ use std::time::Duration;
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::impls::ProgressResponder;
 use openraft::async_runtime::WatchReceiver;
-use openraft::{Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -375,9 +375,25 @@ impl RaftNode {
         Ok(resp.log_id.index)
     }
 
-    /// Replaces the voter set (joint consensus). Removed voters stay learners with `retain`.
-    pub async fn change_voters(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<u64, RaftNodeError> {
-        let resp = self.raft.change_membership(voters, retain).await?;
+    /// Replaces the voter set (joint consensus) and, in the same change,
+    /// removes the learners in `remove_learners`. Removed voters stay learners
+    /// with `retain`.
+    pub async fn change_voters(
+        &self,
+        voters: BTreeSet<NodeId>,
+        retain: bool,
+        remove_learners: BTreeSet<NodeId>,
+    ) -> Result<u64, RaftNodeError> {
+        let current = self.metrics().membership_config.clone();
+        let learners: BTreeSet<NodeId> = current.membership().learner_ids().collect();
+        let remove: BTreeSet<NodeId> =
+            remove_learners.into_iter().filter(|id| learners.contains(id) && !voters.contains(id)).collect();
+        let change = if remove.is_empty() {
+            ChangeMembers::ReplaceAllVoters(voters)
+        } else {
+            ChangeMembers::Batch(vec![ChangeMembers::ReplaceAllVoters(voters), ChangeMembers::RemoveNodes(remove)])
+        };
+        let resp = self.raft.change_membership(change, retain).await?;
         Ok(resp.log_id.index)
     }
 
