@@ -103,7 +103,11 @@ impl Metrics {
         registry.register("command_duration_seconds", "Command latency as seen by this node", latency.clone());
         registry.register("connected_clients", "Open client connections", connections.clone());
         registry.register("connections", "Client connections accepted", connections_total.clone());
-        registry.register("forwarded_commands", "Commands forwarded from this follower to the leader", forwarded.clone());
+        registry.register(
+            "forwarded_commands",
+            "Commands forwarded from this follower to the leader",
+            forwarded.clone(),
+        );
         let raft = RaftGauges::default();
         let r = &mut registry;
         r.register("raft_term", "Current Raft term", raft.term.clone());
@@ -113,12 +117,24 @@ impl Metrics {
         r.register("raft_applied_index", "Highest index applied to the state machine", raft.applied_index.clone());
         r.register("raft_snapshot_index", "Index covered by the latest snapshot", raft.snapshot_index.clone());
         r.register("raft_purged_index", "Index up to which the log is purged", raft.purged_index.clone());
-        r.register("raft_replication_lag_entries", "Leader only: entries a peer is behind the leader's last log index", raft.replication_lag.clone());
+        r.register(
+            "raft_replication_lag_entries",
+            "Leader only: entries a peer is behind the leader's last log index",
+            raft.replication_lag.clone(),
+        );
         r.register("snapshot_size_bytes", "Size of the latest snapshot file", raft.snapshot_size_bytes.clone());
-        r.register("snapshot_build_seconds", "Duration of the latest snapshot build", raft.snapshot_build_seconds.clone());
+        r.register(
+            "snapshot_build_seconds",
+            "Duration of the latest snapshot build",
+            raft.snapshot_build_seconds.clone(),
+        );
         r.register("snapshots_built", "Snapshots built by this node", raft.snapshots_built.clone());
         r.register("snapshots_installed", "Snapshots installed from a leader", raft.snapshots_installed.clone());
-        r.register("log_fsyncs", "Fsyncs issued for log appends (group commit: fewer than entries)", raft.log_fsyncs.clone());
+        r.register(
+            "log_fsyncs",
+            "Fsyncs issued for log appends (group commit: fewer than entries)",
+            raft.log_fsyncs.clone(),
+        );
         r.register("log_entries_synced", "Log entries made durable", raft.log_entries_synced.clone());
         r.register("log_disk_bytes", "Bytes of WAL on disk", raft.log_disk_bytes.clone());
         r.register("disk_full", "1 while log writes fail for lack of space", raft.disk_full.clone());
@@ -190,4 +206,3 @@ impl IdGen {
 
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
-

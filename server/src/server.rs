@@ -91,7 +91,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let kv = KvService::new(
         node.clone(),
         KvConfig {
-            limits: cfg.limits.clone(),
+            limits: cfg.limits,
             read_consistency: cfg.read_consistency,
             write_timeout: cfg.write_timeout,
             read_timeout: cfg.write_timeout,

@@ -12,7 +12,11 @@ use seshat_control::client::ClientError;
 use support::{eventually, Harness};
 
 /// Writes `count` keys `prefix:i` = `v-i` and returns them (all acknowledged).
-async fn write_keys(con: &mut redis::aio::MultiplexedConnection, prefix: &str, count: usize) -> BTreeMap<String, String> {
+async fn write_keys(
+    con: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    count: usize,
+) -> BTreeMap<String, String> {
     let mut acked = BTreeMap::new();
     for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
         let mut pipe = redis::pipe();
@@ -168,7 +172,10 @@ async fn admin_api_adds_a_learner_promotes_it_and_removes_a_voter() {
     assert!(before.membership.learners.iter().any(|m| m.id == fourth.node_id));
     let mut voters: Vec<u64> = before.membership.voters.iter().map(|m| m.id).collect();
     voters.push(fourth.node_id);
-    admin.set_membership(&SetMembershipRequest { voters: voters.clone(), retain: false, remove_learners: vec![] }).await.expect("promote");
+    admin
+        .set_membership(&SetMembershipRequest { voters: voters.clone(), retain: false, remove_learners: vec![] })
+        .await
+        .expect("promote");
     let after = h.status(leader).await.expect("status");
     assert_eq!(after.membership.voters.len(), 4);
 
@@ -176,7 +183,10 @@ async fn admin_api_adds_a_learner_promotes_it_and_removes_a_voter() {
     let leader_id = after.node_id;
     let removed = voters.iter().copied().find(|v| *v != leader_id && *v != fourth.node_id).unwrap();
     let remaining: Vec<u64> = voters.iter().copied().filter(|v| *v != removed).collect();
-    admin.set_membership(&SetMembershipRequest { voters: remaining, retain: false, remove_learners: vec![] }).await.expect("remove voter");
+    admin
+        .set_membership(&SetMembershipRequest { voters: remaining, retain: false, remove_learners: vec![] })
+        .await
+        .expect("remove voter");
     let last = h.status(leader).await.expect("status");
     assert_eq!(last.membership.voters.len(), 3);
     assert!(last.membership.voters.iter().all(|m| m.id != removed));

@@ -205,9 +205,7 @@ async fn bad_input_gets_redis_errors_and_loses_nothing() {
 
     // Framed but invalid commands: an error each, and the connection stays usable.
     let key = "k".repeat(257);
-    let req = format!(
-        "SET {key} v\r\nGET\r\nNOSUCH a b\r\nINCR safe\r\nPING\r\n"
-    );
+    let req = format!("SET {key} v\r\nGET\r\nNOSUCH a b\r\nINCR safe\r\nPING\r\n");
     let (r, closed) = exchange(&addr, req.as_bytes()).await;
     let text = String::from_utf8_lossy(&r);
     assert!(!closed, "connection kept open");

@@ -24,10 +24,7 @@ pub(super) fn float(arg: &[u8]) -> Result<f64, CommandError> {
 /// bytes (reference count only, no copy).
 pub(super) fn value(arg: &Bytes, limits: &Limits) -> Result<Bytes, CommandError> {
     if arg.len() > limits.max_value_bytes {
-        return Err(CommandError::ValueTooLarge {
-            size: arg.len(),
-            max: limits.max_value_bytes,
-        });
+        return Err(CommandError::ValueTooLarge { size: arg.len(), max: limits.max_value_bytes });
     }
     Ok(arg.clone())
 }
@@ -77,18 +74,9 @@ mod tests {
     #[test]
     fn ttl_deadline_rules() {
         let now = 1_000_000;
-        assert_eq!(
-            ttl_deadline(b"10", Unit::Seconds, true, now, "set"),
-            Ok(1_010_000)
-        );
-        assert_eq!(
-            ttl_deadline(b"10", Unit::Millis, true, now, "set"),
-            Ok(1_000_010)
-        );
-        assert_eq!(
-            ttl_deadline(b"10", Unit::Seconds, false, now, "set"),
-            Ok(10_000)
-        );
+        assert_eq!(ttl_deadline(b"10", Unit::Seconds, true, now, "set"), Ok(1_010_000));
+        assert_eq!(ttl_deadline(b"10", Unit::Millis, true, now, "set"), Ok(1_000_010));
+        assert_eq!(ttl_deadline(b"10", Unit::Seconds, false, now, "set"), Ok(10_000));
         assert_eq!(
             ttl_deadline(b"0", Unit::Seconds, true, now, "set"),
             Err(CommandError::InvalidExpire { cmd: "set" })
@@ -97,10 +85,7 @@ mod tests {
             ttl_deadline(b"-5", Unit::Millis, false, now, "set"),
             Err(CommandError::InvalidExpire { cmd: "set" })
         );
-        assert_eq!(
-            ttl_deadline(b"x", Unit::Millis, false, now, "set"),
-            Err(CommandError::NotInteger)
-        );
+        assert_eq!(ttl_deadline(b"x", Unit::Millis, false, now, "set"), Err(CommandError::NotInteger));
         let huge = (i64::MAX / 1000 + 1).to_string();
         assert_eq!(
             ttl_deadline(huge.as_bytes(), Unit::Seconds, false, now, "setex"),
@@ -111,9 +96,6 @@ mod tests {
             ttl_deadline(max.as_bytes(), Unit::Millis, true, now, "set"),
             Err(CommandError::InvalidExpire { cmd: "set" })
         );
-        assert_eq!(
-            ttl_deadline(max.as_bytes(), Unit::Millis, false, now, "set"),
-            Ok(i64::MAX)
-        );
+        assert_eq!(ttl_deadline(max.as_bytes(), Unit::Millis, false, now, "set"), Ok(i64::MAX));
     }
 }

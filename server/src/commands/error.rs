@@ -119,10 +119,7 @@ impl CommandError {
     /// The unknown-command error for `args`, formatted like Redis: the name and
     /// then `'arg' ` for the first arguments while the list is under 128 bytes.
     pub fn unknown_command(args: &[Bytes]) -> CommandError {
-        let name = args
-            .first()
-            .map(|n| lossy(n, ECHO_LIMIT))
-            .unwrap_or_default();
+        let name = args.first().map(|n| lossy(n, ECHO_LIMIT)).unwrap_or_default();
         let mut list = String::new();
         for arg in args.iter().skip(1) {
             if list.len() >= ECHO_LIMIT {
@@ -138,14 +135,8 @@ impl CommandError {
 
     /// The unknown-subcommand error for `args` (`args[0]` container, `args[1]` sub).
     pub fn unknown_subcommand(args: &[Bytes]) -> CommandError {
-        let cmd = args
-            .first()
-            .map(|c| lossy(c, usize::MAX).to_ascii_uppercase())
-            .unwrap_or_default();
-        let sub = args
-            .get(1)
-            .map(|s| lossy(s, ECHO_LIMIT))
-            .unwrap_or_default();
+        let cmd = args.first().map(|c| lossy(c, usize::MAX).to_ascii_uppercase()).unwrap_or_default();
+        let sub = args.get(1).map(|s| lossy(s, ECHO_LIMIT)).unwrap_or_default();
         CommandError::UnknownSubcommand { cmd, sub }
     }
 }
@@ -168,9 +159,7 @@ mod tests {
     use super::*;
 
     fn args(list: &[&str]) -> Vec<Bytes> {
-        list.iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
+        list.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
     }
 
     fn text(err: CommandError) -> String {
@@ -195,42 +184,21 @@ mod tests {
             text(CommandError::WrongArity { name: "get".into() }),
             "ERR wrong number of arguments for 'get' command"
         );
-        assert_eq!(
-            text(CommandError::WrongType),
-            "WRONGTYPE Operation against a key holding the wrong kind of value"
-        );
-        assert_eq!(
-            text(CommandError::InvalidExpire { cmd: "set" }),
-            "ERR invalid expire time in 'set' command"
-        );
-        assert_eq!(
-            text(CommandError::KeyTooLarge {
-                size: 257,
-                max: 256
-            }),
-            "ERR key too large: 257 bytes (max 256)"
-        );
-        assert_eq!(
-            text(CommandError::UnsupportedOption("FOO".into())),
-            "ERR Unsupported option FOO"
-        );
+        assert_eq!(text(CommandError::WrongType), "WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert_eq!(text(CommandError::InvalidExpire { cmd: "set" }), "ERR invalid expire time in 'set' command");
+        assert_eq!(text(CommandError::KeyTooLarge { size: 257, max: 256 }), "ERR key too large: 257 bytes (max 256)");
+        assert_eq!(text(CommandError::UnsupportedOption("FOO".into())), "ERR Unsupported option FOO");
     }
 
     #[test]
     fn unknown_command_echo_is_bounded() {
         let long = "x".repeat(300);
         let err = CommandError::unknown_command(&args(&[&long, &long, &long]));
-        let CommandError::UnknownCommand { name, args } = err else {
-            unreachable!()
-        };
+        let CommandError::UnknownCommand { name, args } = err else { unreachable!() };
         assert_eq!(name.len(), 128);
         assert_eq!(args, format!("'{}' ", "x".repeat(128)));
-        let many: Vec<&str> = std::iter::once("foo")
-            .chain(std::iter::repeat_n("abcdefghij", 40))
-            .collect();
-        let CommandError::UnknownCommand { args, .. } =
-            CommandError::unknown_command(&self::args(&many))
-        else {
+        let many: Vec<&str> = std::iter::once("foo").chain(std::iter::repeat_n("abcdefghij", 40)).collect();
+        let CommandError::UnknownCommand { args, .. } = CommandError::unknown_command(&self::args(&many)) else {
             unreachable!()
         };
         assert_eq!(args.len(), 130); // ten `'abcdefghij' ` groups (13 bytes each) reach 128

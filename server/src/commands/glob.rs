@@ -30,13 +30,7 @@ fn fold(b: u8, nocase: bool) -> u8 {
 /// the pattern after a `*` failed to match anywhere in the rest of the string;
 /// then no earlier `*` can succeed by consuming more (Redis's `skipLongerMatches`),
 /// which keeps patterns like `*a*a*a*a*b` linear instead of exponential.
-fn matches(
-    pattern: &[u8],
-    string: &[u8],
-    nocase: bool,
-    skip_longer: &mut bool,
-    nesting: usize,
-) -> bool {
+fn matches(pattern: &[u8], string: &[u8], nocase: bool, skip_longer: &mut bool, nesting: usize) -> bool {
     if nesting > MAX_NESTING {
         return false;
     }
@@ -51,13 +45,7 @@ fn matches(
                     return true;
                 }
                 while s < string.len() {
-                    if matches(
-                        &pattern[p + 1..],
-                        &string[s..],
-                        nocase,
-                        skip_longer,
-                        nesting + 1,
-                    ) {
+                    if matches(&pattern[p + 1..], &string[s..], nocase, skip_longer, nesting + 1) {
                         return true;
                     }
                     if *skip_longer {
@@ -92,8 +80,7 @@ fn matches(
                             }
                         }
                         Some(&start) if p + 2 < pattern.len() && pattern[p + 1] == b'-' => {
-                            let (mut lo, mut hi) =
-                                (fold(start, nocase), fold(pattern[p + 2], nocase));
+                            let (mut lo, mut hi) = (fold(start, nocase), fold(pattern[p + 2], nocase));
                             if lo > hi {
                                 std::mem::swap(&mut lo, &mut hi);
                             }
@@ -164,10 +151,7 @@ mod tests {
     #[test]
     fn stars_and_empties() {
         assert!(m("*", ""));
-        assert!(
-            !m("**", ""),
-            "as Redis 7: only a lone * matches the empty key"
-        );
+        assert!(!m("**", ""), "as Redis 7: only a lone * matches the empty key");
         assert!(m("*", "anything"));
         assert!(m("**", "x"));
         assert!(m("a*", "a"));

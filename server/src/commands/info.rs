@@ -45,41 +45,21 @@ fn reply(args: &[Bytes]) -> Result<Frame, CommandError> {
         return Ok(Frame::Array(table().iter().map(info).collect()));
     };
     let command = lookup(b"command").expect("COMMAND is in the table");
-    let spec = command
-        .subcommand(sub)
-        .ok_or_else(|| CommandError::unknown_subcommand(args))?;
+    let spec = command.subcommand(sub).ok_or_else(|| CommandError::unknown_subcommand(args))?;
     let argc = args.len();
-    let arity_ok = if spec.arity >= 0 {
-        argc == spec.arity as usize
-    } else {
-        argc >= spec.arity.unsigned_abs() as usize
-    };
+    let arity_ok =
+        if spec.arity >= 0 { argc == spec.arity as usize } else { argc >= spec.arity.unsigned_abs() as usize };
     if !arity_ok {
-        return Err(CommandError::WrongArity {
-            name: spec.name.to_owned(),
-        });
+        return Err(CommandError::WrongArity { name: spec.name.to_owned() });
     }
     let names = &args[2..];
     Ok(match spec.name {
         "command|count" => Frame::Integer(table().len() as i64),
         "command|help" => Frame::Array(HELP.iter().map(|line| Frame::simple(*line)).collect()),
         "command|info" if names.is_empty() => Frame::Array(table().iter().map(info).collect()),
-        "command|info" => Frame::Array(
-            names
-                .iter()
-                .map(|n| find(n).map_or(Frame::Null, info))
-                .collect(),
-        ),
-        "command|docs" if names.is_empty() => {
-            Frame::Map(table().iter().map(|s| (name(s), docs(s))).collect())
-        }
-        "command|docs" => Frame::Map(
-            names
-                .iter()
-                .filter_map(|n| find(n))
-                .map(|s| (name(s), docs(s)))
-                .collect(),
-        ),
+        "command|info" => Frame::Array(names.iter().map(|n| find(n).map_or(Frame::Null, info)).collect()),
+        "command|docs" if names.is_empty() => Frame::Map(table().iter().map(|s| (name(s), docs(s))).collect()),
+        "command|docs" => Frame::Map(names.iter().filter_map(|n| find(n)).map(|s| (name(s), docs(s))).collect()),
         "command|list" => list(names)?,
         _ => getkeys(names)?,
     })
@@ -123,19 +103,14 @@ fn info(spec: &'static CommandSpec) -> Frame {
 }
 
 fn key_spec(spec: &KeySpec) -> Frame {
-    let map = |pairs: Vec<(&'static str, Frame)>| {
-        Frame::Map(pairs.into_iter().map(|(k, v)| (bulk(k), v)).collect())
-    };
+    let map = |pairs: Vec<(&'static str, Frame)>| Frame::Map(pairs.into_iter().map(|(k, v)| (bulk(k), v)).collect());
     map(vec![
         ("flags", statuses(spec.flags)),
         (
             "begin_search",
             map(vec![
                 ("type", bulk("index")),
-                (
-                    "spec",
-                    map(vec![("index", Frame::Integer(i64::from(spec.begin_index)))]),
-                ),
+                ("spec", map(vec![("index", Frame::Integer(i64::from(spec.begin_index)))])),
             ]),
         ),
         (
@@ -164,11 +139,7 @@ fn docs(spec: &'static CommandSpec) -> Frame {
         (bulk("complexity"), bulk(spec.complexity)),
     ];
     if !spec.subcommands.is_empty() {
-        let subs = spec
-            .subcommands
-            .iter()
-            .map(|s| (name(s), docs(s)))
-            .collect();
+        let subs = spec.subcommands.iter().map(|s| (name(s), docs(s))).collect();
         pairs.push((bulk("subcommands"), Frame::Map(subs)));
     }
     Frame::Map(pairs)
@@ -176,19 +147,13 @@ fn docs(spec: &'static CommandSpec) -> Frame {
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern].
 fn list(args: &[Bytes]) -> Result<Frame, CommandError> {
-    let all = table()
-        .iter()
-        .flat_map(|spec| std::iter::once(spec).chain(spec.subcommands.iter()));
+    let all = table().iter().flat_map(|spec| std::iter::once(spec).chain(spec.subcommands.iter()));
     let filter: Box<dyn Fn(&CommandSpec) -> bool> = match args {
         [] => Box::new(|_| true),
         [filterby, kind, value] if filterby.eq_ignore_ascii_case(b"filterby") => {
             let value = value.clone();
             if kind.eq_ignore_ascii_case(b"aclcat") {
-                Box::new(move |spec| {
-                    spec.acl_categories
-                        .iter()
-                        .any(|c| c.as_bytes()[1..].eq_ignore_ascii_case(&value))
-                })
+                Box::new(move |spec| spec.acl_categories.iter().any(|c| c.as_bytes()[1..].eq_ignore_ascii_case(&value)))
             } else if kind.eq_ignore_ascii_case(b"pattern") {
                 Box::new(move |spec| glob_match(&value, spec.name.as_bytes(), true))
             } else if kind.eq_ignore_ascii_case(b"module") {
@@ -199,9 +164,7 @@ fn list(args: &[Bytes]) -> Result<Frame, CommandError> {
         }
         _ => return Err(CommandError::Syntax),
     };
-    Ok(Frame::Array(
-        all.filter(|spec| filter(spec)).map(name).collect(),
-    ))
+    Ok(Frame::Array(all.filter(|spec| filter(spec)).map(name).collect()))
 }
 
 /// COMMAND GETKEYS command [arg ...]: the key arguments, per the table.
@@ -211,16 +174,11 @@ fn getkeys(argv: &[Bytes]) -> Result<Frame, CommandError> {
         return Err(CommandError::NoKeyArguments);
     }
     let argc = argv.len();
-    if (spec.arity > 0 && spec.arity as usize != argc)
-        || (spec.arity < 0 && argc < spec.arity.unsigned_abs() as usize)
+    if (spec.arity > 0 && spec.arity as usize != argc) || (spec.arity < 0 && argc < spec.arity.unsigned_abs() as usize)
     {
         return Err(CommandError::InvalidArgumentCount);
     }
-    Ok(Frame::Array(
-        spec.key_positions(argc)
-            .map(|i| Frame::Bulk(argv[i].clone()))
-            .collect(),
-    ))
+    Ok(Frame::Array(spec.key_positions(argc).map(|i| Frame::Bulk(argv[i].clone())).collect()))
 }
 
 #[cfg(test)]
@@ -229,65 +187,34 @@ mod tests {
     use crate::resp::{encode_to_vec, Protocol};
 
     fn run(list: &[&str]) -> Frame {
-        let args: Vec<Bytes> = list
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
+        let args: Vec<Bytes> = list.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
         command_reply(&args)
     }
 
     #[test]
     fn count_and_list() {
-        assert_eq!(
-            run(&["COMMAND", "COUNT"]),
-            Frame::Integer(table().len() as i64)
-        );
-        let Frame::Array(names) = run(&["command", "list"]) else {
-            panic!()
-        };
-        assert!(
-            names.contains(&Frame::bulk("get")) && names.contains(&Frame::bulk("client|setname"))
-        );
-        let Frame::Array(names) = run(&["command", "list", "filterby", "pattern", "get*"]) else {
-            panic!()
-        };
+        assert_eq!(run(&["COMMAND", "COUNT"]), Frame::Integer(table().len() as i64));
+        let Frame::Array(names) = run(&["command", "list"]) else { panic!() };
+        assert!(names.contains(&Frame::bulk("get")) && names.contains(&Frame::bulk("client|setname")));
+        let Frame::Array(names) = run(&["command", "list", "filterby", "pattern", "get*"]) else { panic!() };
         assert_eq!(names.len(), 5); // get getdel getex getrange getset
-        let Frame::Array(names) = run(&["command", "list", "FILTERBY", "ACLCAT", "connection"])
-        else {
-            panic!()
-        };
+        let Frame::Array(names) = run(&["command", "list", "FILTERBY", "ACLCAT", "connection"]) else { panic!() };
         assert!(names.contains(&Frame::bulk("ping")) && !names.contains(&Frame::bulk("get")));
-        assert_eq!(
-            run(&["command", "list", "foo"]),
-            Frame::error("ERR syntax error")
-        );
+        assert_eq!(run(&["command", "list", "foo"]), Frame::error("ERR syntax error"));
     }
 
     #[test]
     fn info_matches_redis_layout() {
-        let Frame::Array(entries) = run(&["command", "info", "get", "nosuch", "client|setname"])
-        else {
-            panic!()
-        };
+        let Frame::Array(entries) = run(&["command", "info", "get", "nosuch", "client|setname"]) else { panic!() };
         assert_eq!(entries.len(), 3);
-        let Frame::Array(get) = &entries[0] else {
-            panic!()
-        };
+        let Frame::Array(get) = &entries[0] else { panic!() };
         assert_eq!(get.len(), 10);
         assert_eq!(get[0], Frame::bulk("get"));
         assert_eq!(get[1], Frame::Integer(2));
-        assert_eq!(
-            get[2],
-            Frame::Set(vec![Frame::simple("readonly"), Frame::simple("fast")])
-        );
-        assert_eq!(
-            &get[3..6],
-            &[Frame::Integer(1), Frame::Integer(1), Frame::Integer(1)]
-        );
+        assert_eq!(get[2], Frame::Set(vec![Frame::simple("readonly"), Frame::simple("fast")]));
+        assert_eq!(&get[3..6], &[Frame::Integer(1), Frame::Integer(1), Frame::Integer(1)]);
         assert_eq!(entries[1], Frame::Null);
-        let Frame::Array(sub) = &entries[2] else {
-            panic!()
-        };
+        let Frame::Array(sub) = &entries[2] else { panic!() };
         assert_eq!(sub[0], Frame::bulk("client|setname"));
         // Everything encodes in both protocols.
         let all = run(&["command"]);
@@ -297,24 +224,12 @@ mod tests {
 
     #[test]
     fn docs() {
-        let Frame::Map(docs) = run(&["command", "docs", "get", "nosuch"]) else {
-            panic!()
-        };
+        let Frame::Map(docs) = run(&["command", "docs", "get", "nosuch"]) else { panic!() };
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].0, Frame::bulk("get"));
-        let Frame::Map(fields) = &docs[0].1 else {
-            panic!()
-        };
-        assert_eq!(
-            fields[0],
-            (
-                Frame::bulk("summary"),
-                Frame::bulk("Get the value of a key")
-            )
-        );
-        let Frame::Map(all) = run(&["command", "docs"]) else {
-            panic!()
-        };
+        let Frame::Map(fields) = &docs[0].1 else { panic!() };
+        assert_eq!(fields[0], (Frame::bulk("summary"), Frame::bulk("Get the value of a key")));
+        let Frame::Map(all) = run(&["command", "docs"]) else { panic!() };
         assert_eq!(all.len(), table().len());
     }
 
@@ -328,14 +243,8 @@ mod tests {
             run(&["command", "getkeys", "rename", "a", "b"]),
             Frame::Array(vec![Frame::bulk("a"), Frame::bulk("b")])
         );
-        assert_eq!(
-            run(&["command", "getkeys", "nosuch", "a"]),
-            Frame::error("ERR Invalid command specified")
-        );
-        assert_eq!(
-            run(&["command", "getkeys", "ping", "a"]),
-            Frame::error("ERR The command has no key arguments")
-        );
+        assert_eq!(run(&["command", "getkeys", "nosuch", "a"]), Frame::error("ERR Invalid command specified"));
+        assert_eq!(run(&["command", "getkeys", "ping", "a"]), Frame::error("ERR The command has no key arguments"));
         assert_eq!(
             run(&["command", "getkeys", "get", "a", "b"]),
             Frame::error("ERR Invalid number of arguments specified for command")
@@ -348,17 +257,12 @@ mod tests {
 
     #[test]
     fn errors_and_help() {
-        assert_eq!(
-            run(&["command", "foo"]),
-            Frame::error("ERR unknown subcommand 'foo'. Try COMMAND HELP.")
-        );
+        assert_eq!(run(&["command", "foo"]), Frame::error("ERR unknown subcommand 'foo'. Try COMMAND HELP."));
         assert_eq!(
             run(&["command", "count", "x"]),
             Frame::error("ERR wrong number of arguments for 'command|count' command")
         );
-        let Frame::Array(lines) = run(&["command", "help"]) else {
-            panic!()
-        };
+        let Frame::Array(lines) = run(&["command", "help"]) else { panic!() };
         assert!(lines.len() > 5);
     }
 }

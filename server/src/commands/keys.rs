@@ -15,33 +15,23 @@ const DEFAULT_SCAN_COUNT: usize = 10;
 
 /// DEL / UNLINK key [key ...].
 pub(super) fn del(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Write(WriteCmd::Del {
-        keys: args[1..].to_vec(),
-    }))
+    Ok(Parsed::Write(WriteCmd::Del { keys: args[1..].to_vec() }))
 }
 
 pub(super) fn exists(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Read(ReadCmd::Exists {
-        keys: args[1..].to_vec(),
-    }))
+    Ok(Parsed::Read(ReadCmd::Exists { keys: args[1..].to_vec() }))
 }
 
 pub(super) fn type_of(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Read(ReadCmd::Type {
-        key: args[1].clone(),
-    }))
+    Ok(Parsed::Read(ReadCmd::Type { key: args[1].clone() }))
 }
 
 pub(super) fn persist(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Write(WriteCmd::Persist {
-        key: args[1].clone(),
-    }))
+    Ok(Parsed::Write(WriteCmd::Persist { key: args[1].clone() }))
 }
 
 pub(super) fn keys(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Read(ReadCmd::Keys {
-        pattern: args[1].clone(),
-    }))
+    Ok(Parsed::Read(ReadCmd::Keys { pattern: args[1].clone() }))
 }
 
 pub(super) fn randomkey(_: &'static CommandSpec, _: &[Bytes], _: &Limits, _: u64) -> Result {
@@ -60,19 +50,12 @@ pub(super) fn ttl(spec: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64
         "expiretime" => TtlUnit::AbsoluteSeconds,
         _ => TtlUnit::AbsoluteMillis,
     };
-    Ok(Parsed::Read(ReadCmd::Ttl {
-        key: args[1].clone(),
-        unit,
-    }))
+    Ok(Parsed::Read(ReadCmd::Ttl { key: args[1].clone(), unit }))
 }
 
 /// RENAME / RENAMENX src dst.
 pub(super) fn rename(spec: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Write(WriteCmd::Rename {
-        src: args[1].clone(),
-        dst: args[2].clone(),
-        nx: spec.name == "renamenx",
-    }))
+    Ok(Parsed::Write(WriteCmd::Rename { src: args[1].clone(), dst: args[2].clone(), nx: spec.name == "renamenx" }))
 }
 
 /// FLUSHDB / FLUSHALL [ASYNC | SYNC]: both flush synchronously (one keyspace).
@@ -90,12 +73,7 @@ pub(super) fn flush(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64)
 /// As Redis's `expireGenericCommand`: options first (unknown option, then
 /// conflicts), then the number, then overflow of the unit conversion and of
 /// adding the base time. Negative and past times are valid (they delete).
-pub(super) fn expire(
-    spec: &'static CommandSpec,
-    args: &[Bytes],
-    _: &Limits,
-    now_ms: u64,
-) -> Result {
+pub(super) fn expire(spec: &'static CommandSpec, args: &[Bytes], _: &Limits, now_ms: u64) -> Result {
     let mut cond = ExpireCondition::default();
     for opt in &args[3..] {
         if is(opt, "nx") {
@@ -107,9 +85,7 @@ pub(super) fn expire(
         } else if is(opt, "lt") {
             cond.lt = true;
         } else {
-            return Err(CommandError::UnsupportedOption(
-                String::from_utf8_lossy(opt).into_owned(),
-            ));
+            return Err(CommandError::UnsupportedOption(String::from_utf8_lossy(opt).into_owned()));
         }
     }
     if cond.nx && (cond.xx || cond.gt || cond.lt) {
@@ -126,18 +102,10 @@ pub(super) fn expire(
         "expireat" => (true, false),
         _ => (false, false),
     };
-    let when = if seconds {
-        when.checked_mul(1000).ok_or(invalid.clone())?
-    } else {
-        when
-    };
+    let when = if seconds { when.checked_mul(1000).ok_or(invalid.clone())? } else { when };
     let base = if relative { now_i64(now_ms) } else { 0 };
     let at_ms = when.checked_add(base).ok_or(invalid)?;
-    Ok(Parsed::Write(WriteCmd::Expire {
-        key: args[1].clone(),
-        at_ms,
-        cond,
-    }))
+    Ok(Parsed::Write(WriteCmd::Expire { key: args[1].clone(), at_ms, cond }))
 }
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].
@@ -150,24 +118,14 @@ pub(super) fn scan(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) 
         match value {
             Some(value) if is(opt, "count") => {
                 let n = integer(value)?;
-                count = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or(CommandError::Syntax)?;
+                count = usize::try_from(n).ok().filter(|&n| n >= 1).ok_or(CommandError::Syntax)?;
             }
             // MATCH * matches everything: skip the matcher, as Redis does.
-            Some(value) if is(opt, "match") => {
-                pattern = (value.as_ref() != b"*").then(|| value.clone())
-            }
+            Some(value) if is(opt, "match") => pattern = (value.as_ref() != b"*").then(|| value.clone()),
             Some(value) if is(opt, "type") => type_name = Some(value.clone()),
             _ => return Err(CommandError::Syntax),
         }
         i += 2;
     }
-    Ok(Parsed::Read(ReadCmd::Scan {
-        cursor,
-        pattern,
-        count,
-        type_name,
-    }))
+    Ok(Parsed::Read(ReadCmd::Scan { cursor, pattern, count, type_name }))
 }

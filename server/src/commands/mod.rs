@@ -39,10 +39,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_key_bytes: 256,
-            max_value_bytes: 64 * 1024,
-        }
+        Limits { max_key_bytes: 256, max_value_bytes: 64 * 1024 }
     }
 }
 
@@ -61,18 +58,14 @@ pub enum Parsed {
 
 /// Signature of a command's argument parser (stored in its table entry).
 /// Arity and key sizes are already checked when it runs.
-pub(crate) type ParseFn =
-    fn(&'static CommandSpec, &[Bytes], &Limits, u64) -> Result<Parsed, CommandError>;
+pub(crate) type ParseFn = fn(&'static CommandSpec, &[Bytes], &Limits, u64) -> Result<Parsed, CommandError>;
 
 /// Parses a request (`args[0]` is the command name).
 ///
 /// `now_ms` is the leader's clock, used to turn relative TTLs (EX, PX, EXPIRE)
 /// into the absolute times carried by the `WriteCmd`.
 pub fn parse(args: &[Bytes], limits: &Limits, now_ms: u64) -> Result<Parsed, CommandError> {
-    let spec = args
-        .first()
-        .and_then(|name| lookup(name))
-        .ok_or_else(|| CommandError::unknown_command(args))?;
+    let spec = args.first().and_then(|name| lookup(name)).ok_or_else(|| CommandError::unknown_command(args))?;
     check_arity(spec, args.len(), spec.name)?;
     check_key_sizes(spec, args, limits)?;
     (spec.parse)(spec, args, limits, now_ms)
@@ -81,33 +74,20 @@ pub fn parse(args: &[Bytes], limits: &Limits, now_ms: u64) -> Result<Parsed, Com
 /// Redis's arity rule: positive = exactly, negative = at least `-arity` arguments
 /// (the command name included).
 fn check_arity(spec: &CommandSpec, argc: usize, name: &str) -> Result<(), CommandError> {
-    let ok = if spec.arity >= 0 {
-        argc == spec.arity as usize
-    } else {
-        argc >= spec.arity.unsigned_abs() as usize
-    };
+    let ok = if spec.arity >= 0 { argc == spec.arity as usize } else { argc >= spec.arity.unsigned_abs() as usize };
     if ok {
         Ok(())
     } else {
-        Err(CommandError::WrongArity {
-            name: name.to_owned(),
-        })
+        Err(CommandError::WrongArity { name: name.to_owned() })
     }
 }
 
 /// Checks every key argument (per the spec's first/last/step) against the limit.
-fn check_key_sizes(
-    spec: &CommandSpec,
-    args: &[Bytes],
-    limits: &Limits,
-) -> Result<(), CommandError> {
+fn check_key_sizes(spec: &CommandSpec, args: &[Bytes], limits: &Limits) -> Result<(), CommandError> {
     for index in spec.key_positions(args.len()) {
         let size = args[index].len();
         if size > limits.max_key_bytes {
-            return Err(CommandError::KeyTooLarge {
-                size,
-                max: limits.max_key_bytes,
-            });
+            return Err(CommandError::KeyTooLarge { size, max: limits.max_key_bytes });
         }
     }
     Ok(())
@@ -123,9 +103,7 @@ pub(crate) fn parse_connection(
     // COMMAND alone is valid (arity -1); CLIENT and CONFIG need a subcommand
     // (arity -2, already checked).
     if let (false, Some(name)) = (spec.subcommands.is_empty(), args.get(1)) {
-        let sub = spec
-            .subcommand(name)
-            .ok_or_else(|| CommandError::unknown_subcommand(args))?;
+        let sub = spec.subcommand(name).ok_or_else(|| CommandError::unknown_subcommand(args))?;
         check_arity(sub, args.len(), sub.name)?;
     }
     Ok(Parsed::Connection(spec))

@@ -116,12 +116,10 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
         },
         ReadCmd::MGet { keys } => Frame::Array(
             keys.iter()
-                .map(
-                    |key| match store.get(key, now_ms).and_then(|e| e.as_string()) {
-                        Some(value) => Frame::bulk_copy(value),
-                        None => Frame::Null, // missing or not a string: nil, as in Redis
-                    },
-                )
+                .map(|key| match store.get(key, now_ms).and_then(|e| e.as_string()) {
+                    Some(value) => Frame::bulk_copy(value),
+                    None => Frame::Null, // missing or not a string: nil, as in Redis
+                })
                 .collect(),
         ),
         ReadCmd::StrLen { key } => match store.get(key, now_ms) {
@@ -138,17 +136,12 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
                 None => Frame::wrong_type(),
             },
         },
-        ReadCmd::Exists { keys } => Frame::Integer(
-            keys.iter()
-                .filter(|key| store.get(key, now_ms).is_some())
-                .count() as i64,
-        ),
-        ReadCmd::Type { key } => Frame::Simple(
-            store
-                .get(key, now_ms)
-                .map_or("none", |e| e.value_type().name())
-                .to_owned(),
-        ),
+        ReadCmd::Exists { keys } => {
+            Frame::Integer(keys.iter().filter(|key| store.get(key, now_ms).is_some()).count() as i64)
+        }
+        ReadCmd::Type { key } => {
+            Frame::Simple(store.get(key, now_ms).map_or("none", |e| e.value_type().name()).to_owned())
+        }
         ReadCmd::Ttl { key, unit } => Frame::Integer(ttl(store, key, *unit, now_ms)),
         ReadCmd::Keys { pattern } => Frame::Array(
             store
@@ -157,31 +150,21 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
                 .map(|entry| Frame::bulk_copy(entry.key()))
                 .collect(),
         ),
-        ReadCmd::Scan {
-            cursor,
-            pattern,
-            count,
-            type_name,
-        } => {
+        ReadCmd::Scan { cursor, pattern, count, type_name } => {
             let wanted = type_name.as_ref().map(|name| ValueType::from_name(name));
             let (next, keys) = store.scan(*cursor, *count, now_ms, |entry| {
                 let type_ok = match wanted {
                     None => true,
                     Some(wanted) => wanted == Some(entry.value_type()),
                 };
-                type_ok
-                    && pattern
-                        .as_ref()
-                        .is_none_or(|p| glob_match(p, entry.key(), false))
+                type_ok && pattern.as_ref().is_none_or(|p| glob_match(p, entry.key(), false))
             });
             Frame::Array(vec![
                 Frame::Bulk(Bytes::from(next.to_string())),
                 Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
             ])
         }
-        ReadCmd::RandomKey => store
-            .random_key(now_ms, &mut rand::rng())
-            .map_or(Frame::Null, Frame::Bulk),
+        ReadCmd::RandomKey => store.random_key(now_ms, &mut rand::rng()).map_or(Frame::Null, Frame::Bulk),
         ReadCmd::DbSize => Frame::Integer(store.len() as i64),
     }
 }
@@ -192,16 +175,8 @@ fn substring(value: &[u8], start: i64, end: i64) -> &[u8] {
         return &[];
     }
     let len = value.len() as i64;
-    let mut start = if start < 0 {
-        len.saturating_add(start)
-    } else {
-        start
-    };
-    let mut end = if end < 0 {
-        len.saturating_add(end)
-    } else {
-        end
-    };
+    let mut start = if start < 0 { len.saturating_add(start) } else { start };
+    let mut end = if end < 0 { len.saturating_add(end) } else { end };
     start = start.max(0);
     end = end.max(0);
     if end >= len {

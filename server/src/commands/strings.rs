@@ -10,30 +10,20 @@ use crate::store::{GetExTtl, SetCondition, SetTtl, WriteCmd};
 type Result = std::result::Result<Parsed, CommandError>;
 
 pub(super) fn get(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Read(ReadCmd::Get {
-        key: args[1].clone(),
-    }))
+    Ok(Parsed::Read(ReadCmd::Get { key: args[1].clone() }))
 }
 
 pub(super) fn strlen(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Read(ReadCmd::StrLen {
-        key: args[1].clone(),
-    }))
+    Ok(Parsed::Read(ReadCmd::StrLen { key: args[1].clone() }))
 }
 
 pub(super) fn mget(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Read(ReadCmd::MGet {
-        keys: args[1..].to_vec(),
-    }))
+    Ok(Parsed::Read(ReadCmd::MGet { keys: args[1..].to_vec() }))
 }
 
 pub(super) fn getrange(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
     let (start, end) = (integer(&args[2])?, integer(&args[3])?);
-    Ok(Parsed::Read(ReadCmd::GetRange {
-        key: args[1].clone(),
-        start,
-        end,
-    }))
+    Ok(Parsed::Read(ReadCmd::GetRange { key: args[1].clone(), start, end }))
 }
 
 /// The TTL option of SET (EX, PX, EXAT, PXAT) before validation.
@@ -59,9 +49,7 @@ pub(super) fn set(_: &'static CommandSpec, args: &[Bytes], limits: &Limits, now_
         let opt = &args[i];
         let next = args.get(i + 1);
         // A TTL form conflicts with KEEPTTL and with the *other* TTL forms.
-        let ttl_form = |unit, relative| {
-            ttl.is_none_or(|t| t.unit == unit && t.relative == relative) && !keep_ttl
-        };
+        let ttl_form = |unit, relative| ttl.is_none_or(|t| t.unit == unit && t.relative == relative) && !keep_ttl;
         if is(opt, "nx") && !xx {
             nx = true;
         } else if is(opt, "xx") && !nx {
@@ -70,14 +58,8 @@ pub(super) fn set(_: &'static CommandSpec, args: &[Bytes], limits: &Limits, now_
             get = true;
         } else if is(opt, "keepttl") && ttl.is_none() {
             keep_ttl = true;
-        } else if let Some((unit, relative)) =
-            ttl_keyword(opt).filter(|&(u, r)| ttl_form(u, r) && next.is_some())
-        {
-            ttl = Some(TtlOption {
-                unit,
-                relative,
-                arg: next.expect("checked"),
-            });
+        } else if let Some((unit, relative)) = ttl_keyword(opt).filter(|&(u, r)| ttl_form(u, r) && next.is_some()) {
+            ttl = Some(TtlOption { unit, relative, arg: next.expect("checked") });
             i += 1;
         } else {
             return Err(CommandError::Syntax);
@@ -96,13 +78,7 @@ pub(super) fn set(_: &'static CommandSpec, args: &[Bytes], limits: &Limits, now_
     } else {
         SetCondition::Always
     };
-    Ok(Parsed::Write(WriteCmd::Set {
-        key: args[1].clone(),
-        value,
-        cond,
-        ttl,
-        get,
-    }))
+    Ok(Parsed::Write(WriteCmd::Set { key: args[1].clone(), value, cond, ttl, get }))
 }
 
 /// EX / PX / EXAT / PXAT → (unit, relative).
@@ -121,17 +97,8 @@ fn ttl_keyword(opt: &[u8]) -> Option<(Unit, bool)> {
 }
 
 /// SETEX key seconds value, PSETEX key milliseconds value.
-pub(super) fn setex(
-    spec: &'static CommandSpec,
-    args: &[Bytes],
-    limits: &Limits,
-    now_ms: u64,
-) -> Result {
-    let unit = if spec.name == "psetex" {
-        Unit::Millis
-    } else {
-        Unit::Seconds
-    };
+pub(super) fn setex(spec: &'static CommandSpec, args: &[Bytes], limits: &Limits, now_ms: u64) -> Result {
+    let unit = if spec.name == "psetex" { Unit::Millis } else { Unit::Seconds };
     let value = value(&args[3], limits)?;
     let at = ttl_deadline(&args[2], unit, true, now_ms, spec.name)?;
     Ok(Parsed::Write(WriteCmd::Set {
@@ -144,10 +111,7 @@ pub(super) fn setex(
 }
 
 pub(super) fn setnx(_: &'static CommandSpec, args: &[Bytes], limits: &Limits, _: u64) -> Result {
-    Ok(Parsed::Write(WriteCmd::SetNx {
-        key: args[1].clone(),
-        value: value(&args[2], limits)?,
-    }))
+    Ok(Parsed::Write(WriteCmd::SetNx { key: args[1].clone(), value: value(&args[2], limits)? }))
 }
 
 /// GETSET key value = SET key value GET.
@@ -162,9 +126,7 @@ pub(super) fn getset(_: &'static CommandSpec, args: &[Bytes], limits: &Limits, _
 }
 
 pub(super) fn getdel(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Write(WriteCmd::GetDel {
-        key: args[1].clone(),
-    }))
+    Ok(Parsed::Write(WriteCmd::GetDel { key: args[1].clone() }))
 }
 
 /// GETEX key [EX s | PX ms | EXAT ts | PXAT ts-ms | PERSIST]. Without options
@@ -176,19 +138,12 @@ pub(super) fn getex(_: &'static CommandSpec, args: &[Bytes], _: &Limits, now_ms:
     while i < args.len() {
         let opt = &args[i];
         let next = args.get(i + 1);
-        let form_ok = |unit, relative| {
-            !persist && ttl.is_none_or(|t: TtlOption<'_>| t.unit == unit && t.relative == relative)
-        };
+        let form_ok =
+            |unit, relative| !persist && ttl.is_none_or(|t: TtlOption<'_>| t.unit == unit && t.relative == relative);
         if is(opt, "persist") && ttl.is_none() {
             persist = true;
-        } else if let Some((unit, relative)) =
-            ttl_keyword(opt).filter(|&(u, r)| form_ok(u, r) && next.is_some())
-        {
-            ttl = Some(TtlOption {
-                unit,
-                relative,
-                arg: next.expect("checked"),
-            });
+        } else if let Some((unit, relative)) = ttl_keyword(opt).filter(|&(u, r)| form_ok(u, r) && next.is_some()) {
+            ttl = Some(TtlOption { unit, relative, arg: next.expect("checked") });
             i += 1;
         } else {
             return Err(CommandError::Syntax);
@@ -210,28 +165,17 @@ pub(super) fn getex(_: &'static CommandSpec, args: &[Bytes], _: &Limits, now_ms:
 /// MSET / MSETNX key value [key value ...].
 pub(super) fn mset(spec: &'static CommandSpec, args: &[Bytes], limits: &Limits, _: u64) -> Result {
     if args.len() % 2 == 0 {
-        return Err(CommandError::WrongArity {
-            name: spec.name.to_owned(),
-        });
+        return Err(CommandError::WrongArity { name: spec.name.to_owned() });
     }
     let pairs = args[1..]
         .chunks_exact(2)
         .map(|pair| Ok((pair[0].clone(), value(&pair[1], limits)?)))
         .collect::<std::result::Result<Vec<_>, CommandError>>()?;
-    Ok(Parsed::Write(if spec.name == "msetnx" {
-        WriteCmd::MSetNx { pairs }
-    } else {
-        WriteCmd::MSet { pairs }
-    }))
+    Ok(Parsed::Write(if spec.name == "msetnx" { WriteCmd::MSetNx { pairs } } else { WriteCmd::MSet { pairs } }))
 }
 
 /// INCR, DECR, INCRBY, DECRBY.
-pub(super) fn incr_family(
-    spec: &'static CommandSpec,
-    args: &[Bytes],
-    _: &Limits,
-    _: u64,
-) -> Result {
+pub(super) fn incr_family(spec: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
     let delta = match spec.name {
         "incr" => 1,
         "decr" => -1,
@@ -241,17 +185,11 @@ pub(super) fn incr_family(
             n.checked_neg().ok_or(CommandError::DecrOverflow)?
         }
     };
-    Ok(Parsed::Write(WriteCmd::IncrBy {
-        key: args[1].clone(),
-        delta,
-    }))
+    Ok(Parsed::Write(WriteCmd::IncrBy { key: args[1].clone(), delta }))
 }
 
 pub(super) fn incrbyfloat(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
-    Ok(Parsed::Write(WriteCmd::IncrByFloat {
-        key: args[1].clone(),
-        delta: float(&args[2])?,
-    }))
+    Ok(Parsed::Write(WriteCmd::IncrByFloat { key: args[1].clone(), delta: float(&args[2])? }))
 }
 
 pub(super) fn append(_: &'static CommandSpec, args: &[Bytes], limits: &Limits, _: u64) -> Result {

@@ -30,21 +30,11 @@ pub struct KeySpec {
 
 impl KeySpec {
     const fn one(flags: &'static [&'static str]) -> KeySpec {
-        KeySpec {
-            flags,
-            begin_index: 1,
-            last_key: 0,
-            key_step: 1,
-        }
+        KeySpec { flags, begin_index: 1, last_key: 0, key_step: 1 }
     }
 
     const fn all(flags: &'static [&'static str], key_step: i32) -> KeySpec {
-        KeySpec {
-            flags,
-            begin_index: 1,
-            last_key: -1,
-            key_step,
-        }
+        KeySpec { flags, begin_index: 1, last_key: -1, key_step }
     }
 }
 
@@ -110,14 +100,8 @@ impl CommandSpec {
     /// Indices of the key arguments in a request of `argc` arguments.
     pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
         let first = self.first_key.max(0) as usize;
-        let last = if self.last_key < 0 {
-            argc as i64 + i64::from(self.last_key)
-        } else {
-            i64::from(self.last_key)
-        };
-        let last = usize::try_from(last)
-            .unwrap_or(0)
-            .min(argc.saturating_sub(1));
+        let last = if self.last_key < 0 { argc as i64 + i64::from(self.last_key) } else { i64::from(self.last_key) };
+        let last = usize::try_from(last).unwrap_or(0).min(argc.saturating_sub(1));
         let step = self.step.max(1) as usize;
         // first_key 0: the command has no key arguments.
         let end = if first == 0 { 0 } else { last + 1 };
@@ -129,11 +113,7 @@ impl CommandSpec {
 /// (binary search over the sorted table).
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     TABLE
-        .binary_search_by(|spec| {
-            spec.name
-                .bytes()
-                .cmp(name.iter().map(u8::to_ascii_lowercase))
-        })
+        .binary_search_by(|spec| spec.name.bytes().cmp(name.iter().map(u8::to_ascii_lowercase)))
         .ok()
         .map(|i| &TABLE[i])
 }
@@ -151,14 +131,7 @@ const W: &[&str] = &["write"];
 const W_FAST: &[&str] = &["write", "fast"];
 const W_OOM: &[&str] = &["write", "denyoom"];
 const W_OOM_FAST: &[&str] = &["write", "denyoom", "fast"];
-const CONN_FAST: &[&str] = &[
-    "noscript",
-    "loading",
-    "stale",
-    "fast",
-    "no_auth",
-    "allow_busy",
-];
+const CONN_FAST: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
 const LOADING_STALE: &[&str] = &["loading", "stale"];
 const LOADING_STALE_FAST: &[&str] = &["loading", "stale", "fast"];
 const SUB: &[&str] = &["noscript", "loading", "stale"];
@@ -204,26 +177,11 @@ const BASE: CommandSpec = CommandSpec {
 };
 
 /// A string command on one key (argument 1).
-const STRING_KEY: CommandSpec = CommandSpec {
-    first_key: 1,
-    last_key: 1,
-    step: 1,
-    group: "string",
-    ..BASE
-};
+const STRING_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1, group: "string", ..BASE };
 /// A keyspace command on one key (argument 1).
-const GENERIC_KEY: CommandSpec = CommandSpec {
-    first_key: 1,
-    last_key: 1,
-    step: 1,
-    ..BASE
-};
+const GENERIC_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1, ..BASE };
 /// A connection-group command handled by the connection layer.
-const CONNECTION: CommandSpec = CommandSpec {
-    group: "connection",
-    acl_categories: CONN_CAT,
-    ..BASE
-};
+const CONNECTION: CommandSpec = CommandSpec { group: "connection", acl_categories: CONN_CAT, ..BASE };
 
 #[rustfmt::skip]
 static TABLE: &[CommandSpec] = &[
@@ -316,12 +274,7 @@ mod tests {
     #[test]
     fn table_is_sorted_and_unique() {
         for pair in TABLE.windows(2) {
-            assert!(
-                pair[0].name < pair[1].name,
-                "{} before {}",
-                pair[0].name,
-                pair[1].name
-            );
+            assert!(pair[0].name < pair[1].name, "{} before {}", pair[0].name, pair[1].name);
         }
         for spec in TABLE {
             assert_eq!(spec.name, spec.name.to_ascii_lowercase());
@@ -334,10 +287,7 @@ mod tests {
         assert_eq!(lookup(b"GeT").unwrap().name, "get");
         assert_eq!(lookup(b"incrbyfloat").unwrap().name, "incrbyfloat");
         for spec in TABLE {
-            assert_eq!(
-                lookup(spec.name.to_uppercase().as_bytes()).unwrap().name,
-                spec.name
-            );
+            assert_eq!(lookup(spec.name.to_uppercase().as_bytes()).unwrap().name, spec.name);
         }
         assert!(lookup(b"nosuch").is_none());
         assert!(lookup(b"").is_none());
@@ -360,12 +310,7 @@ mod tests {
 
     #[test]
     fn key_positions() {
-        let positions = |name: &str, argc| {
-            lookup(name.as_bytes())
-                .unwrap()
-                .key_positions(argc)
-                .collect::<Vec<_>>()
-        };
+        let positions = |name: &str, argc| lookup(name.as_bytes()).unwrap().key_positions(argc).collect::<Vec<_>>();
         assert_eq!(positions("get", 2), [1]);
         assert_eq!(positions("mget", 4), [1, 2, 3]);
         assert_eq!(positions("mset", 5), [1, 3]);
@@ -377,10 +322,7 @@ mod tests {
     #[test]
     fn subcommands() {
         let client = lookup(b"client").unwrap();
-        assert_eq!(
-            client.subcommand(b"SETNAME").unwrap().name,
-            "client|setname"
-        );
+        assert_eq!(client.subcommand(b"SETNAME").unwrap().name, "client|setname");
         assert!(client.subcommand(b"nosuch").is_none());
         assert!(lookup(b"get").unwrap().subcommand(b"x").is_none());
     }

@@ -6,13 +6,9 @@ use super::tests_strings::{bulk, err, int, ok, Harness, NIL};
 use crate::resp::Frame;
 
 fn sorted_keys(frame: Frame) -> Vec<String> {
-    let Frame::Array(items) = frame else {
-        panic!("not an array: {frame:?}")
-    };
-    let mut keys: Vec<String> = items
-        .iter()
-        .map(|f| String::from_utf8(f.as_bytes().unwrap().to_vec()).unwrap())
-        .collect();
+    let Frame::Array(items) = frame else { panic!("not an array: {frame:?}") };
+    let mut keys: Vec<String> =
+        items.iter().map(|f| String::from_utf8(f.as_bytes().unwrap().to_vec()).unwrap()).collect();
     keys.sort();
     keys
 }
@@ -21,24 +17,13 @@ fn sorted_keys(frame: Frame) -> Vec<String> {
 fn del_exists_type() {
     let mut h = Harness::new();
     h.run(&["MSET", "a", "1", "b", "2"]);
-    assert_eq!(
-        h.run(&["EXISTS", "a", "a", "b", "c"]),
-        int(3),
-        "repeats count"
-    );
+    assert_eq!(h.run(&["EXISTS", "a", "a", "b", "c"]), int(3), "repeats count");
     assert_eq!(h.run(&["TYPE", "a"]), Frame::simple("string"));
     assert_eq!(h.run(&["TYPE", "c"]), Frame::simple("none"));
-    assert_eq!(
-        h.run(&["DEL", "a", "a", "c"]),
-        int(1),
-        "a repeated key is deleted once"
-    );
+    assert_eq!(h.run(&["DEL", "a", "a", "c"]), int(1), "a repeated key is deleted once");
     assert_eq!(h.run(&["UNLINK", "b"]), int(1));
     assert_eq!(h.run(&["DBSIZE"]), int(0));
-    assert_eq!(
-        h.run(&["DEL"]),
-        err("ERR wrong number of arguments for 'del' command")
-    );
+    assert_eq!(h.run(&["DEL"]), err("ERR wrong number of arguments for 'del' command"));
 }
 
 #[test]
@@ -55,15 +40,9 @@ fn expire_family_and_ttl_queries() {
     assert_eq!(h.run(&["PTTL", "k"]), int(10_000));
     assert_eq!(h.run(&["PEXPIRE", "k", "2500"]), int(1));
     assert_eq!(h.run(&["TTL", "k"]), int(3));
-    assert_eq!(
-        h.run(&["EXPIREAT", "k", &(now / 1000 + 100).to_string()]),
-        int(1)
-    );
+    assert_eq!(h.run(&["EXPIREAT", "k", &(now / 1000 + 100).to_string()]), int(1));
     assert_eq!(h.run(&["EXPIRETIME", "k"]), int(now / 1000 + 100));
-    assert_eq!(
-        h.run(&["PEXPIREAT", "k", &(now + 1234).to_string()]),
-        int(1)
-    );
+    assert_eq!(h.run(&["PEXPIREAT", "k", &(now + 1234).to_string()]), int(1));
     assert_eq!(h.run(&["PEXPIRETIME", "k"]), int(now + 1234));
     assert_eq!(h.run(&["PERSIST", "k"]), int(1));
     assert_eq!(h.run(&["PERSIST", "k"]), int(0));
@@ -71,22 +50,14 @@ fn expire_family_and_ttl_queries() {
     assert_eq!(h.run(&["EXPIRE", "k", "0"]), int(1), "zero TTL deletes");
     assert_eq!(h.run(&["EXISTS", "k"]), int(0));
     h.run(&["SET", "k", "v"]);
-    assert_eq!(
-        h.run(&["EXPIRE", "k", "-10"]),
-        int(1),
-        "negative TTL deletes"
-    );
+    assert_eq!(h.run(&["EXPIRE", "k", "-10"]), int(1), "negative TTL deletes");
     assert_eq!(h.run(&["EXISTS", "k"]), int(0));
     h.run(&["SET", "k", "v"]);
     h.run(&["PEXPIRE", "k", "100"]);
     h.now += 99;
     assert_eq!(h.run(&["PTTL", "k"]), int(1));
     h.now += 1;
-    assert_eq!(
-        h.run(&["PTTL", "k"]),
-        int(-2),
-        "lazy expiry at the deadline"
-    );
+    assert_eq!(h.run(&["PTTL", "k"]), int(-2), "lazy expiry at the deadline");
 }
 
 #[test]
@@ -94,11 +65,7 @@ fn expire_options() {
     let mut h = Harness::new();
     h.run(&["SET", "k", "v"]);
     assert_eq!(h.run(&["EXPIRE", "k", "100", "XX"]), int(0));
-    assert_eq!(
-        h.run(&["EXPIRE", "k", "100", "GT"]),
-        int(0),
-        "no TTL counts as infinite"
-    );
+    assert_eq!(h.run(&["EXPIRE", "k", "100", "GT"]), int(0), "no TTL counts as infinite");
     assert_eq!(h.run(&["EXPIRE", "k", "100", "LT"]), int(1));
     assert_eq!(h.run(&["EXPIRE", "k", "50", "NX"]), int(0));
     assert_eq!(h.run(&["EXPIRE", "k", "200", "GT"]), int(1));
@@ -113,69 +80,27 @@ fn expire_options() {
         h.run(&["EXPIRE", "k", "10", "GT", "LT"]),
         err("ERR GT and LT options at the same time are not compatible")
     );
-    assert_eq!(
-        h.run(&["EXPIRE", "k", "10", "FOO"]),
-        err("ERR Unsupported option FOO")
-    );
-    assert_eq!(
-        h.run(&["EXPIRE", "k", "x"]),
-        err("ERR value is not an integer or out of range")
-    );
-    assert_eq!(
-        h.run(&["EXPIRE", "k", "x", "FOO"]),
-        err("ERR Unsupported option FOO"),
-        "options are checked first"
-    );
-    assert_eq!(
-        h.run(&["EXPIRE", "k", "9223372036854775807"]),
-        err("ERR invalid expire time in 'expire' command")
-    );
-    assert_eq!(
-        h.run(&["EXPIREAT", "k", "9223372036854775807"]),
-        err("ERR invalid expire time in 'expireat' command")
-    );
-    assert_eq!(
-        h.run(&["PEXPIRE", "k", "9223372036854775807"]),
-        err("ERR invalid expire time in 'pexpire' command")
-    );
-    assert_eq!(
-        h.run(&["PEXPIREAT", "k", "9223372036854775807"]),
-        int(1),
-        "no base time: no overflow"
-    );
+    assert_eq!(h.run(&["EXPIRE", "k", "10", "FOO"]), err("ERR Unsupported option FOO"));
+    assert_eq!(h.run(&["EXPIRE", "k", "x"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run(&["EXPIRE", "k", "x", "FOO"]), err("ERR Unsupported option FOO"), "options are checked first");
+    assert_eq!(h.run(&["EXPIRE", "k", "9223372036854775807"]), err("ERR invalid expire time in 'expire' command"));
+    assert_eq!(h.run(&["EXPIREAT", "k", "9223372036854775807"]), err("ERR invalid expire time in 'expireat' command"));
+    assert_eq!(h.run(&["PEXPIRE", "k", "9223372036854775807"]), err("ERR invalid expire time in 'pexpire' command"));
+    assert_eq!(h.run(&["PEXPIREAT", "k", "9223372036854775807"]), int(1), "no base time: no overflow");
 }
 
 #[test]
 fn keys_glob() {
     let mut h = Harness::new();
-    h.run(&[
-        "MSET", "hello", "1", "hallo", "2", "hxllo", "3", "hllo", "4", "heeeello", "5", "other",
-        "6",
-    ]);
-    assert_eq!(
-        sorted_keys(h.run(&["KEYS", "h?llo"])),
-        ["hallo", "hello", "hxllo"]
-    );
-    assert_eq!(
-        sorted_keys(h.run(&["KEYS", "h*llo"])),
-        ["hallo", "heeeello", "hello", "hllo", "hxllo"]
-    );
-    assert_eq!(
-        sorted_keys(h.run(&["KEYS", "h[ae]llo"])),
-        ["hallo", "hello"]
-    );
-    assert_eq!(
-        sorted_keys(h.run(&["KEYS", "h[^e]llo"])),
-        ["hallo", "hxllo"]
-    );
+    h.run(&["MSET", "hello", "1", "hallo", "2", "hxllo", "3", "hllo", "4", "heeeello", "5", "other", "6"]);
+    assert_eq!(sorted_keys(h.run(&["KEYS", "h?llo"])), ["hallo", "hello", "hxllo"]);
+    assert_eq!(sorted_keys(h.run(&["KEYS", "h*llo"])), ["hallo", "heeeello", "hello", "hllo", "hxllo"]);
+    assert_eq!(sorted_keys(h.run(&["KEYS", "h[ae]llo"])), ["hallo", "hello"]);
+    assert_eq!(sorted_keys(h.run(&["KEYS", "h[^e]llo"])), ["hallo", "hxllo"]);
     assert_eq!(sorted_keys(h.run(&["KEYS", "*"])).len(), 6);
     h.run(&["PEXPIRE", "other", "1"]);
     h.now += 1;
-    assert_eq!(
-        sorted_keys(h.run(&["KEYS", "o*"])),
-        Vec::<String>::new(),
-        "expired keys are not listed"
-    );
+    assert_eq!(sorted_keys(h.run(&["KEYS", "o*"])), Vec::<String>::new(), "expired keys are not listed");
 }
 
 #[test]
@@ -187,12 +112,8 @@ fn scan_walks_everything() {
     let mut seen = BTreeSet::new();
     let mut cursor = "0".to_owned();
     loop {
-        let Frame::Array(reply) = h.run(&["SCAN", &cursor, "MATCH", "key:1*", "COUNT", "7"]) else {
-            panic!()
-        };
-        let Frame::Bulk(next) = &reply[0] else {
-            panic!()
-        };
+        let Frame::Array(reply) = h.run(&["SCAN", &cursor, "MATCH", "key:1*", "COUNT", "7"]) else { panic!() };
+        let Frame::Bulk(next) = &reply[0] else { panic!() };
         for key in sorted_keys(reply[1].clone()) {
             assert!(seen.insert(key));
         }
@@ -202,14 +123,10 @@ fn scan_walks_everything() {
         }
     }
     assert_eq!(seen.len(), 111); // key:1, key:10..19, key:100..199
-    let Frame::Array(reply) = h.run(&["SCAN", "0", "COUNT", "1000", "TYPE", "string"]) else {
-        panic!()
-    };
+    let Frame::Array(reply) = h.run(&["SCAN", "0", "COUNT", "1000", "TYPE", "string"]) else { panic!() };
     assert_eq!(reply[0], bulk("0"));
     assert_eq!(sorted_keys(reply[1].clone()).len(), 300);
-    let Frame::Array(reply) = h.run(&["SCAN", "0", "COUNT", "1000", "TYPE", "hash"]) else {
-        panic!()
-    };
+    let Frame::Array(reply) = h.run(&["SCAN", "0", "COUNT", "1000", "TYPE", "hash"]) else { panic!() };
     assert_eq!(reply[1], Frame::Array(vec![]));
 }
 
@@ -219,16 +136,10 @@ fn scan_errors() {
     assert_eq!(h.run(&["SCAN", "abc"]), err("ERR invalid cursor"));
     assert_eq!(h.run(&["SCAN", "-1"]), err("ERR invalid cursor"));
     assert_eq!(h.run(&["SCAN", "0", "COUNT", "0"]), err("ERR syntax error"));
-    assert_eq!(
-        h.run(&["SCAN", "0", "COUNT", "x"]),
-        err("ERR value is not an integer or out of range")
-    );
+    assert_eq!(h.run(&["SCAN", "0", "COUNT", "x"]), err("ERR value is not an integer or out of range"));
     assert_eq!(h.run(&["SCAN", "0", "MATCH"]), err("ERR syntax error"));
     assert_eq!(h.run(&["SCAN", "0", "FOO", "bar"]), err("ERR syntax error"));
-    assert_eq!(
-        h.run(&["SCAN", "18446744073709551615"]),
-        Frame::Array(vec![bulk("0"), Frame::Array(vec![])])
-    );
+    assert_eq!(h.run(&["SCAN", "18446744073709551615"]), Frame::Array(vec![bulk("0"), Frame::Array(vec![])]));
 }
 
 #[test]
@@ -243,14 +154,7 @@ fn rename_and_renamenx() {
     h.run(&["SET", "b", "2"]);
     assert_eq!(h.run(&["RENAMENX", "a", "b"]), int(0));
     assert_eq!(h.run(&["RENAME", "a", "b"]), ok());
-    assert_eq!(
-        (
-            h.run(&["GET", "a"]),
-            h.run(&["GET", "b"]),
-            h.run(&["TTL", "b"])
-        ),
-        (NIL, bulk("1"), int(100))
-    );
+    assert_eq!((h.run(&["GET", "a"]), h.run(&["GET", "b"]), h.run(&["TTL", "b"])), (NIL, bulk("1"), int(100)));
     assert_eq!(h.run(&["RENAMENX", "b", "c"]), int(1));
     assert_eq!(h.run(&["TTL", "c"]), int(100), "the TTL moves with the key");
     assert_eq!(h.run(&["DBSIZE"]), int(1));
@@ -265,10 +169,7 @@ fn randomkey_dbsize_flush() {
     assert!(key == bulk("a") || key == bulk("b"));
     assert_eq!(h.run(&["DBSIZE"]), int(2));
     assert_eq!(h.run(&["FLUSHDB", "FOO"]), err("ERR syntax error"));
-    assert_eq!(
-        h.run(&["FLUSHALL", "ASYNC", "SYNC"]),
-        err("ERR syntax error")
-    );
+    assert_eq!(h.run(&["FLUSHALL", "ASYNC", "SYNC"]), err("ERR syntax error"));
     assert_eq!(h.run(&["FLUSHDB", "sync"]), ok());
     assert_eq!(h.run(&["DBSIZE"]), int(0));
     h.run(&["SET", "a", "1"]);
@@ -283,13 +184,7 @@ fn commands_reported_by_command_match_the_parsers() {
     for spec in super::table() {
         let argc = spec.arity.unsigned_abs() as usize;
         let mut args: Vec<String> = vec![spec.name.to_owned()];
-        args.extend((1..argc).map(|i| {
-            if i == 1 && spec.name == "scan" {
-                "0".to_owned()
-            } else {
-                "1".to_owned()
-            }
-        }));
+        args.extend((1..argc).map(|i| if i == 1 && spec.name == "scan" { "0".to_owned() } else { "1".to_owned() }));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = h.run(&args);
         assert!(

@@ -16,25 +16,15 @@ pub(super) struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
-        Harness {
-            store: Store::new(),
-            now: 1_700_000_000_000,
-            limits: Limits::default(),
-        }
+        Harness { store: Store::new(), now: 1_700_000_000_000, limits: Limits::default() }
     }
 
     pub fn run(&mut self, args: &[&str]) -> Frame {
-        let args: Vec<Bytes> = args
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
         match parse(&args, &self.limits, self.now) {
             Err(err) => err.to_frame(),
             Ok(Parsed::Read(cmd)) => execute_read(&cmd, &self.store, self.now),
-            Ok(Parsed::Write(cmd)) => self.store.apply(&Operation {
-                at_ms: self.now,
-                cmd,
-            }),
+            Ok(Parsed::Write(cmd)) => self.store.apply(&Operation { at_ms: self.now, cmd }),
             Ok(Parsed::Connection(spec)) => Frame::simple(format!("connection {}", spec.name)),
         }
     }
@@ -71,47 +61,17 @@ fn get_set_basics() {
 #[test]
 fn arity_and_unknown_commands() {
     let mut h = Harness::new();
-    assert_eq!(
-        h.run(&["GET"]),
-        err("ERR wrong number of arguments for 'get' command")
-    );
-    assert_eq!(
-        h.run(&["GET", "a", "b"]),
-        err("ERR wrong number of arguments for 'get' command")
-    );
-    assert_eq!(
-        h.run(&["SET", "k"]),
-        err("ERR wrong number of arguments for 'set' command")
-    );
-    assert_eq!(
-        h.run(&["MSET", "a"]),
-        err("ERR wrong number of arguments for 'mset' command")
-    );
-    assert_eq!(
-        h.run(&["MSET", "a", "1", "b"]),
-        err("ERR wrong number of arguments for 'mset' command")
-    );
-    assert_eq!(
-        h.run(&["foo", "a", "b"]),
-        err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
-    );
+    assert_eq!(h.run(&["GET"]), err("ERR wrong number of arguments for 'get' command"));
+    assert_eq!(h.run(&["GET", "a", "b"]), err("ERR wrong number of arguments for 'get' command"));
+    assert_eq!(h.run(&["SET", "k"]), err("ERR wrong number of arguments for 'set' command"));
+    assert_eq!(h.run(&["MSET", "a"]), err("ERR wrong number of arguments for 'mset' command"));
+    assert_eq!(h.run(&["MSET", "a", "1", "b"]), err("ERR wrong number of arguments for 'mset' command"));
+    assert_eq!(h.run(&["foo", "a", "b"]), err("ERR unknown command 'foo', with args beginning with: 'a' 'b' "));
     assert_eq!(h.run(&["PING"]), Frame::simple("connection ping"));
-    assert_eq!(
-        h.run(&["CLIENT", "SETNAME", "x"]),
-        Frame::simple("connection client")
-    );
-    assert_eq!(
-        h.run(&["CLIENT", "SETNAME"]),
-        err("ERR wrong number of arguments for 'client|setname' command")
-    );
-    assert_eq!(
-        h.run(&["client", "bogus"]),
-        err("ERR unknown subcommand 'bogus'. Try CLIENT HELP.")
-    );
-    assert_eq!(
-        h.run(&["CLIENT"]),
-        err("ERR wrong number of arguments for 'client' command")
-    );
+    assert_eq!(h.run(&["CLIENT", "SETNAME", "x"]), Frame::simple("connection client"));
+    assert_eq!(h.run(&["CLIENT", "SETNAME"]), err("ERR wrong number of arguments for 'client|setname' command"));
+    assert_eq!(h.run(&["client", "bogus"]), err("ERR unknown subcommand 'bogus'. Try CLIENT HELP."));
+    assert_eq!(h.run(&["CLIENT"]), err("ERR wrong number of arguments for 'client' command"));
 }
 
 #[test]
@@ -119,36 +79,15 @@ fn key_and_value_limits() {
     let mut h = Harness::new();
     let key = "k".repeat(257);
     let value = "v".repeat(65537);
-    assert_eq!(
-        h.run(&["SET", &key, "v"]),
-        err("ERR key too large: 257 bytes (max 256)")
-    );
-    assert_eq!(
-        h.run(&["GET", &key]),
-        err("ERR key too large: 257 bytes (max 256)")
-    );
-    assert_eq!(
-        h.run(&["MGET", "a", &key]),
-        err("ERR key too large: 257 bytes (max 256)")
-    );
+    assert_eq!(h.run(&["SET", &key, "v"]), err("ERR key too large: 257 bytes (max 256)"));
+    assert_eq!(h.run(&["GET", &key]), err("ERR key too large: 257 bytes (max 256)"));
+    assert_eq!(h.run(&["MGET", "a", &key]), err("ERR key too large: 257 bytes (max 256)"));
     assert_eq!(h.run(&["SET", &"k".repeat(256), "v"]), ok());
-    assert_eq!(
-        h.run(&["SET", "k", &value]),
-        err("ERR value too large: 65537 bytes (max 65536)")
-    );
-    assert_eq!(
-        h.run(&["MSET", "a", "1", "b", &value]),
-        err("ERR value too large: 65537 bytes (max 65536)")
-    );
+    assert_eq!(h.run(&["SET", "k", &value]), err("ERR value too large: 65537 bytes (max 65536)"));
+    assert_eq!(h.run(&["MSET", "a", "1", "b", &value]), err("ERR value too large: 65537 bytes (max 65536)"));
     assert_eq!(h.run(&["SET", "k", &"v".repeat(65536)]), ok());
-    assert_eq!(
-        h.run(&["APPEND", "k", "x"]),
-        err("ERR value too large: 65537 bytes (max 65536)")
-    );
-    assert_eq!(
-        h.run(&["SETRANGE", "k", "65536", "x"]),
-        err("ERR value too large: 65537 bytes (max 65536)")
-    );
+    assert_eq!(h.run(&["APPEND", "k", "x"]), err("ERR value too large: 65537 bytes (max 65536)"));
+    assert_eq!(h.run(&["SETRANGE", "k", "65536", "x"]), err("ERR value too large: 65537 bytes (max 65536)"));
     assert_eq!(h.run(&["STRLEN", "k"]), int(65536));
     assert_eq!(h.run(&["DBSIZE"]), int(2));
 }
@@ -160,11 +99,7 @@ fn set_conditions_and_get() {
     assert_eq!(h.run(&["SET", "k", "1", "NX"]), ok());
     assert_eq!(h.run(&["SET", "k", "2", "NX"]), NIL);
     assert_eq!(h.run(&["SET", "k", "2", "XX", "GET"]), bulk("1"));
-    assert_eq!(
-        h.run(&["SET", "k", "3", "NX", "GET"]),
-        bulk("2"),
-        "NX + GET: old value, no write"
-    );
+    assert_eq!(h.run(&["SET", "k", "3", "NX", "GET"]), bulk("2"), "NX + GET: old value, no write");
     assert_eq!(h.run(&["GET", "k"]), bulk("2"));
     assert_eq!(h.run(&["SET", "new", "x", "GET"]), NIL);
     assert_eq!(h.run(&["GETSET", "new", "y"]), bulk("x"));
@@ -187,31 +122,12 @@ fn set_option_syntax() {
     ] {
         assert_eq!(h.run(bad), err("ERR syntax error"), "{bad:?}");
     }
-    assert_eq!(
-        h.run(&["SET", "k", "v", "EX", "0"]),
-        err("ERR invalid expire time in 'set' command")
-    );
-    assert_eq!(
-        h.run(&["SET", "k", "v", "PX", "-1"]),
-        err("ERR invalid expire time in 'set' command")
-    );
-    assert_eq!(
-        h.run(&["SET", "k", "v", "EX", "abc"]),
-        err("ERR value is not an integer or out of range")
-    );
-    assert_eq!(
-        h.run(&["SET", "k", "v", "EX", "9223372036854775"]),
-        err("ERR invalid expire time in 'set' command")
-    );
-    assert_eq!(
-        h.run(&["SET", "k", "v", "PX", "9223372036854775807"]),
-        err("ERR invalid expire time in 'set' command")
-    );
-    assert_eq!(
-        h.run(&["SET", "k", "v", "EX", "1", "EX", "2"]),
-        ok(),
-        "a repeated form: the last wins"
-    );
+    assert_eq!(h.run(&["SET", "k", "v", "EX", "0"]), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run(&["SET", "k", "v", "PX", "-1"]), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run(&["SET", "k", "v", "EX", "abc"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run(&["SET", "k", "v", "EX", "9223372036854775"]), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run(&["SET", "k", "v", "PX", "9223372036854775807"]), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run(&["SET", "k", "v", "EX", "1", "EX", "2"]), ok(), "a repeated form: the last wins");
     assert_eq!(h.run(&["PTTL", "k"]), int(2000));
     assert_eq!(h.run(&["SET", "k", "v", "nx", "get", "keepttl"]), bulk("v"));
 }
@@ -233,14 +149,8 @@ fn set_ttl_forms() {
     assert_eq!(h.run(&["GET", "k"]), NIL, "a past EXAT: the key is gone");
     assert_eq!(h.run(&["SETEX", "k", "10", "v"]), ok());
     assert_eq!(h.run(&["TTL", "k"]), int(10));
-    assert_eq!(
-        h.run(&["SETEX", "k", "0", "v"]),
-        err("ERR invalid expire time in 'setex' command")
-    );
-    assert_eq!(
-        h.run(&["PSETEX", "k", "-1", "v"]),
-        err("ERR invalid expire time in 'psetex' command")
-    );
+    assert_eq!(h.run(&["SETEX", "k", "0", "v"]), err("ERR invalid expire time in 'setex' command"));
+    assert_eq!(h.run(&["PSETEX", "k", "-1", "v"]), err("ERR invalid expire time in 'psetex' command"));
     assert_eq!(h.run(&["PSETEX", "k", "100", "v"]), ok());
     h.now += 100;
     assert_eq!(h.run(&["GET", "k"]), NIL, "expired exactly at the deadline");
@@ -261,48 +171,22 @@ fn getdel_and_getex() {
     assert_eq!(h.run(&["GETEX", "k", "PERSIST"]), bulk("v"));
     assert_eq!(h.run(&["TTL", "k"]), int(-1));
     assert_eq!(h.run(&["GETEX", "k", "NX"]), err("ERR syntax error"));
-    assert_eq!(
-        h.run(&["GETEX", "k", "PERSIST", "EX", "5"]),
-        err("ERR syntax error")
-    );
-    assert_eq!(
-        h.run(&["GETEX", "k", "EX", "5", "PX", "5"]),
-        err("ERR syntax error")
-    );
-    assert_eq!(
-        h.run(&["GETEX", "k", "EX", "0"]),
-        err("ERR invalid expire time in 'getex' command")
-    );
+    assert_eq!(h.run(&["GETEX", "k", "PERSIST", "EX", "5"]), err("ERR syntax error"));
+    assert_eq!(h.run(&["GETEX", "k", "EX", "5", "PX", "5"]), err("ERR syntax error"));
+    assert_eq!(h.run(&["GETEX", "k", "EX", "0"]), err("ERR invalid expire time in 'getex' command"));
     assert_eq!(h.run(&["GETEX", "k", "PXAT", "1"]), bulk("v"));
     assert_eq!(h.run(&["GET", "k"]), NIL, "a past PXAT deletes");
     assert_eq!(h.run(&["GETEX", "missing", "EX", "5"]), NIL);
-    assert_eq!(
-        h.run(&["GETEX", "missing", "EX", "x"]),
-        NIL,
-        "Redis checks the TTL after the lookup"
-    );
-    assert_eq!(
-        h.run(&["GETEX", "missing", "EX", "5", "NX"]),
-        err("ERR syntax error")
-    );
-    assert!(matches!(
-        parse(
-            &[Bytes::from("getex"), Bytes::from("k")],
-            &Limits::default(),
-            0
-        ),
-        Ok(Parsed::Read(_))
-    ));
+    assert_eq!(h.run(&["GETEX", "missing", "EX", "x"]), NIL, "Redis checks the TTL after the lookup");
+    assert_eq!(h.run(&["GETEX", "missing", "EX", "5", "NX"]), err("ERR syntax error"));
+    assert!(matches!(parse(&[Bytes::from("getex"), Bytes::from("k")], &Limits::default(), 0), Ok(Parsed::Read(_))));
 }
 
 #[test]
 fn mget_mset_msetnx() {
     let mut h = Harness::new();
     assert_eq!(h.run(&["MSET", "a", "1", "b", "2", "a", "3"]), ok());
-    assert_eq!(
-        h.run(&["MGET", "a", "b", "c"]),
-        Frame::Array(vec![bulk("3"), bulk("2"), NIL])
-    );
+    assert_eq!(h.run(&["MGET", "a", "b", "c"]), Frame::Array(vec![bulk("3"), bulk("2"), NIL]));
     assert_eq!(h.run(&["MSETNX", "c", "1", "a", "9"]), int(0));
     assert_eq!(h.run(&["EXISTS", "c"]), int(0), "MSETNX is all or nothing");
     assert_eq!(h.run(&["MSETNX", "c", "1", "d", "2"]), int(1));
@@ -319,39 +203,17 @@ fn incr_family() {
     assert_eq!(h.run(&["DECR", "n"]), int(10));
     assert_eq!(h.run(&["DECRBY", "n", "-5"]), int(15));
     assert_eq!(h.run(&["GET", "n"]), bulk("15"));
-    assert_eq!(
-        h.run(&["INCRBY", "n", "x"]),
-        err("ERR value is not an integer or out of range")
-    );
-    assert_eq!(
-        h.run(&["DECRBY", "n", "-9223372036854775808"]),
-        err("ERR decrement would overflow")
-    );
+    assert_eq!(h.run(&["INCRBY", "n", "x"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run(&["DECRBY", "n", "-9223372036854775808"]), err("ERR decrement would overflow"));
     h.run(&["SET", "n", "01"]);
-    assert_eq!(
-        h.run(&["INCR", "n"]),
-        err("ERR value is not an integer or out of range")
-    );
+    assert_eq!(h.run(&["INCR", "n"]), err("ERR value is not an integer or out of range"));
     h.run(&["SET", "n", " 1"]);
-    assert_eq!(
-        h.run(&["INCR", "n"]),
-        err("ERR value is not an integer or out of range")
-    );
+    assert_eq!(h.run(&["INCR", "n"]), err("ERR value is not an integer or out of range"));
     h.run(&["SET", "n", "9223372036854775807"]);
-    assert_eq!(
-        h.run(&["INCR", "n"]),
-        err("ERR increment or decrement would overflow")
-    );
-    assert_eq!(
-        h.run(&["GET", "n"]),
-        bulk("9223372036854775807"),
-        "failed INCR changes nothing"
-    );
+    assert_eq!(h.run(&["INCR", "n"]), err("ERR increment or decrement would overflow"));
+    assert_eq!(h.run(&["GET", "n"]), bulk("9223372036854775807"), "failed INCR changes nothing");
     h.run(&["SET", "n", "-9223372036854775808"]);
-    assert_eq!(
-        h.run(&["DECR", "n"]),
-        err("ERR increment or decrement would overflow")
-    );
+    assert_eq!(h.run(&["DECR", "n"]), err("ERR increment or decrement would overflow"));
     h.run(&["SET", "t", "5", "EX", "100"]);
     h.run(&["INCR", "t"]);
     assert_eq!(h.run(&["TTL", "t"]), int(100), "INCR keeps the TTL");
@@ -366,19 +228,10 @@ fn incrbyfloat() {
     h.run(&["SET", "f", "5.0e3"]);
     assert_eq!(h.run(&["INCRBYFLOAT", "f", "2.0e2"]), bulk("5200"));
     assert_eq!(h.run(&["INCRBYFLOAT", "new", "3"]), bulk("3"));
-    assert_eq!(
-        h.run(&["INCRBYFLOAT", "f", "abc"]),
-        err("ERR value is not a valid float")
-    );
-    assert_eq!(
-        h.run(&["INCRBYFLOAT", "f", "inf"]),
-        err("ERR increment would produce NaN or Infinity")
-    );
+    assert_eq!(h.run(&["INCRBYFLOAT", "f", "abc"]), err("ERR value is not a valid float"));
+    assert_eq!(h.run(&["INCRBYFLOAT", "f", "inf"]), err("ERR increment would produce NaN or Infinity"));
     h.run(&["SET", "s", "hello"]);
-    assert_eq!(
-        h.run(&["INCRBYFLOAT", "s", "1"]),
-        err("ERR value is not a valid float")
-    );
+    assert_eq!(h.run(&["INCRBYFLOAT", "s", "1"]), err("ERR value is not a valid float"));
 }
 
 #[test]
@@ -393,10 +246,7 @@ fn append_strlen_getrange_setrange() {
     assert_eq!(h.run(&["SUBSTR", "s", "0", "-1"]), bulk("Hello World"));
     assert_eq!(h.run(&["GETRANGE", "s", "-1", "-5"]), bulk(""));
     assert_eq!(h.run(&["GETRANGE", "none", "0", "1"]), bulk(""));
-    assert_eq!(
-        h.run(&["GETRANGE", "s", "a", "1"]),
-        err("ERR value is not an integer or out of range")
-    );
+    assert_eq!(h.run(&["GETRANGE", "s", "a", "1"]), err("ERR value is not an integer or out of range"));
     assert_eq!(h.run(&["SETRANGE", "s", "6", "Redis"]), int(11));
     assert_eq!(h.run(&["GET", "s"]), bulk("Hello Redis"));
     assert_eq!(h.run(&["SETRANGE", "p", "3", "ab"]), int(5));
@@ -406,38 +256,20 @@ fn append_strlen_getrange_setrange() {
     assert_eq!(h.run(&["SETRANGE", "p", "4", "XYZ"]), int(8));
     assert_eq!(h.run(&["GET", "p"]), Frame::bulk_copy(b"\0\0\0aXYZc"));
     assert_eq!(h.run(&["SETRANGE", "empty", "5", ""]), int(0));
-    assert_eq!(
-        h.run(&["EXISTS", "empty"]),
-        int(0),
-        "an empty SETRANGE creates nothing"
-    );
-    assert_eq!(
-        h.run(&["SETRANGE", "s", "-1", "x"]),
-        err("ERR offset is out of range")
-    );
+    assert_eq!(h.run(&["EXISTS", "empty"]), int(0), "an empty SETRANGE creates nothing");
+    assert_eq!(h.run(&["SETRANGE", "s", "-1", "x"]), err("ERR offset is out of range"));
     assert_eq!(h.run(&["SETRANGE", "s", "99999999999", ""]), int(11));
     h.run(&["SET", "t", "abc", "EX", "50"]);
     h.run(&["APPEND", "t", "d"]);
     h.run(&["SETRANGE", "t", "10", "e"]);
-    assert_eq!(
-        h.run(&["TTL", "t"]),
-        int(50),
-        "APPEND and SETRANGE keep the TTL"
-    );
+    assert_eq!(h.run(&["TTL", "t"]), int(50), "APPEND and SETRANGE keep the TTL");
 }
 
 /// Hot path: values move from the request buffer into the command, uncopied.
 #[test]
 fn parse_does_not_copy_values() {
-    let args = vec![
-        Bytes::from("SET"),
-        Bytes::from("key"),
-        Bytes::from(vec![b'v'; 1000]),
-    ];
-    let Ok(Parsed::Write(WriteCmd::Set { key, value, .. })) = parse(&args, &Limits::default(), 0)
-    else {
-        panic!()
-    };
+    let args = vec![Bytes::from("SET"), Bytes::from("key"), Bytes::from(vec![b'v'; 1000])];
+    let Ok(Parsed::Write(WriteCmd::Set { key, value, .. })) = parse(&args, &Limits::default(), 0) else { panic!() };
     assert_eq!(value.as_ptr(), args[2].as_ptr());
     assert_eq!(key.as_ptr(), args[1].as_ptr());
 }

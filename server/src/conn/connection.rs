@@ -94,7 +94,7 @@ impl Connection {
     async fn serve(&mut self, stream: TcpStream) -> io::Result<()> {
         let (mut rd, mut wr) = stream.into_split();
         let mut rbuf = BytesMut::with_capacity(INITIAL_READ_BUF);
-        let mut decoder = RequestDecoder::new(self.ctx.decoder_limits.clone());
+        let mut decoder = RequestDecoder::new(self.ctx.decoder_limits);
         loop {
             loop {
                 match decoder.decode(&mut rbuf) {
@@ -204,7 +204,9 @@ impl Connection {
         if self.session.forwarded {
             // Never forward twice: two nodes briefly naming each other leader
             // would bounce the command between them.
-            return Slot::Ready(Frame::Error("CLUSTERDOWN leadership is changing: this node is no longer the leader".into()));
+            return Slot::Ready(Frame::Error(
+                "CLUSTERDOWN leadership is changing: this node is no longer the leader".into(),
+            ));
         }
         let addr = match node.leader() {
             Some((id, Some(addr))) if id != node.id() => addr,

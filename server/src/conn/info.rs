@@ -41,7 +41,12 @@ pub fn render(ctx: &ConnContext, args: &[Bytes]) -> String {
         );
     }
     if want("clients") {
-        let _ = write!(out, "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n", ctx.clients().len(), ctx.max_clients);
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            ctx.clients().len(),
+            ctx.max_clients
+        );
     }
     if want("memory") {
         let rss = rss_bytes();

@@ -226,7 +226,9 @@ impl Session {
             ("setname", 3) => {
                 let name = arg_str(&args[2]);
                 if name.bytes().any(|b| b <= b' ' || b > b'~') {
-                    return Frame::Error("ERR Client names cannot contain spaces, newlines or special characters.".into());
+                    return Frame::Error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.".into(),
+                    );
                 }
                 self.info.name = name;
                 Frame::ok()
@@ -263,10 +265,7 @@ impl Session {
             ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
                 Frame::Error(format!("ERR wrong number of arguments for 'client|{sub}' command"))
             }
-            _ => Frame::Error(format!(
-                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                arg_str(&args[1])
-            )),
+            _ => Frame::Error(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", arg_str(&args[1]))),
         }
     }
 

@@ -68,7 +68,11 @@ fn lock_membership(state: &HttpState) -> Result<tokio::sync::MutexGuard<'_, ()>,
         .map_err(|_| HttpError::new(StatusCode::CONFLICT, "conflict", "another membership change is in progress"))?;
     let m = state.node.metrics();
     if m.membership_config.membership().get_joint_config().len() > 1 {
-        return Err(HttpError::new(StatusCode::CONFLICT, "conflict", "the membership config is joint: a change is still in flight"));
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the membership config is joint: a change is still in flight",
+        ));
     }
     Ok(guard)
 }
@@ -79,7 +83,11 @@ pub async fn init(State(state): State<Arc<HttpState>>, body: Option<Json<InitReq
     let req = body.map(|Json(b)| b).unwrap_or_default();
     let node = &state.node;
     if node.raft().is_initialized().await.unwrap_or(false) {
-        return Err(HttpError::new(StatusCode::CONFLICT, "already_initialized", "this node already belongs to a cluster"));
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "already_initialized",
+            "this node already belongs to a cluster",
+        ));
     }
     node.initialize(req.members).await.map_err(|e| map_err(node, e))?;
     tracing::info!(node_id = node.id(), "cluster initialized");
@@ -118,10 +126,13 @@ pub async fn set_membership(State(state): State<Arc<HttpState>>, Json(req): Json
             format!("node {unknown} is not a member: add it as a learner first"),
         ));
     }
-    let index = tokio::time::timeout(CHANGE_TIMEOUT, node.change_voters(voters.clone(), req.retain, req.remove_learners.iter().copied().collect()))
-        .await
-        .map_err(|_| timeout("the membership change", CHANGE_TIMEOUT))?
-        .map_err(|e| map_err(node, e))?;
+    let index = tokio::time::timeout(
+        CHANGE_TIMEOUT,
+        node.change_voters(voters.clone(), req.retain, req.remove_learners.iter().copied().collect()),
+    )
+    .await
+    .map_err(|_| timeout("the membership change", CHANGE_TIMEOUT))?
+    .map_err(|e| map_err(node, e))?;
     tracing::info!(?voters, retain = req.retain, removed_learners = ?req.remove_learners, index, "voters changed");
     ok(Some(index), format!("voters are now {voters:?}"))
 }
@@ -144,13 +155,16 @@ pub async fn transfer_leader(
         }
         None => {
             // The most caught-up other voter takes over with the least delay.
-            let progress = |id: &u64| {
-                m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map_or(0, |l| l.index)
-            };
+            let progress =
+                |id: &u64| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map_or(0, |l| l.index);
             match voters.iter().max_by_key(|v| progress(v)) {
                 Some(v) => *v,
                 None => {
-                    return Err(HttpError::new(StatusCode::CONFLICT, "conflict", "no other voter to hand leadership to"))
+                    return Err(HttpError::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "no other voter to hand leadership to",
+                    ))
                 }
             }
         }
@@ -188,6 +202,7 @@ pub async fn snapshot(State(state): State<Arc<HttpState>>) -> AdminResult {
             }
         }
     };
-    let index = tokio::time::timeout(SNAPSHOT_TIMEOUT, wait).await.map_err(|_| timeout("the snapshot", SNAPSHOT_TIMEOUT))?;
+    let index =
+        tokio::time::timeout(SNAPSHOT_TIMEOUT, wait).await.map_err(|_| timeout("the snapshot", SNAPSHOT_TIMEOUT))?;
     ok(index, "snapshot built")
 }

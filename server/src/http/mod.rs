@@ -38,20 +38,21 @@ impl HttpState {
     }
 }
 
-/// An error reply: status code plus [`ApiError`] body.
+/// An error reply: status code plus [`ApiError`] body (boxed: error paths
+/// are rare and the body is large).
 #[derive(Debug)]
-pub struct HttpError(pub StatusCode, pub ApiError);
+pub struct HttpError(pub StatusCode, pub Box<ApiError>);
 
 impl HttpError {
     /// An error with `code` and `message`.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        HttpError(status, ApiError { code: code.to_string(), message: message.into(), leader: None })
+        HttpError(status, Box::new(ApiError { code: code.to_string(), message: message.into(), leader: None }))
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        (self.0, Json(*self.1)).into_response()
     }
 }
 
@@ -86,10 +87,8 @@ async fn require_token(
     next: Next,
 ) -> Response {
     if let Some(expected) = &state.admin_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         // Compare in constant time: the token guards membership changes.
         let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
         if !ok {

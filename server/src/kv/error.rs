@@ -71,15 +71,14 @@ impl KvServiceError {
                 d.as_millis()
             )),
             KvServiceError::Indeterminate => Frame::Error(
-                "TRYAGAIN leader changed before the write was acknowledged; it may or may not have been applied"
-                    .into(),
+                "TRYAGAIN leader changed before the write was acknowledged; it may or may not have been applied".into(),
             ),
-            KvServiceError::Recovering => Frame::Error(
-                "LOADING this node is re-applying the committed log after a restart; retry shortly".into(),
-            ),
-            KvServiceError::DiskFull => Frame::Error(
-                "MISCONF disk full on this node: writes are refused until space is freed".into(),
-            ),
+            KvServiceError::Recovering => {
+                Frame::Error("LOADING this node is re-applying the committed log after a restart; retry shortly".into())
+            }
+            KvServiceError::DiskFull => {
+                Frame::Error("MISCONF disk full on this node: writes are refused until space is freed".into())
+            }
             KvServiceError::Fatal(m) => Frame::Error(format!("ERR internal error: {m}")),
         }
     }

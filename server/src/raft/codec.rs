@@ -9,10 +9,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::error::Encode
 }
 
 /// Appends the encoding of `value` to `out`.
-pub fn encode_into<T: Serialize>(
-    value: &T,
-    out: &mut Vec<u8>,
-) -> Result<usize, bincode::error::EncodeError> {
+pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<usize, bincode::error::EncodeError> {
     bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
 }
 

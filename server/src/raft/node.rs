@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::impls::ProgressResponder;
-use openraft::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -141,8 +141,7 @@ impl From<RaftError<TypeConfig, LinearizableReadError<TypeConfig>>> for RaftNode
 }
 
 /// A pending write: resolves to the reply once the entry is applied.
-pub type PendingWrite =
-    tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<TypeConfig>>;
+pub type PendingWrite = tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<TypeConfig>>;
 
 /// How a read makes sure it observes every write acknowledged before it began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,11 +328,7 @@ impl RaftNode {
             return Err(not_leader(f));
         }
         let (responder, rx) = ProgressResponder::complete_only();
-        self.raft
-            .write(op)
-            .responder(responder)
-            .await
-            .map_err(|f| RaftNodeError::Fatal(f.to_string()))?;
+        self.raft.write(op).responder(responder).await.map_err(|f| RaftNodeError::Fatal(f.to_string()))?;
         Ok(rx)
     }
 

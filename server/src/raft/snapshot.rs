@@ -84,7 +84,10 @@ impl SnapshotDir {
         let mut best: Option<PathBuf> = None;
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let is_snap = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".snap"));
+            let is_snap = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".snap"));
             if is_snap && best.as_ref().is_none_or(|b| path > *b) {
                 best = Some(path);
             }

@@ -69,9 +69,8 @@ impl StateMachine {
         let snapshots = SnapshotDir::open(dir)?;
         let (data, current) = match snapshots.latest()? {
             Some(path) => {
-                let (meta, store) = read_snapshot(&path).map_err(|e| {
-                    io::Error::new(e.kind(), format!("snapshot {} is unreadable: {e}", path.display()))
-                })?;
+                let (meta, store) = read_snapshot(&path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("snapshot {} is unreadable: {e}", path.display())))?;
                 tracing::info!(path = %path.display(), keys = store.len(), last = ?meta.last_log_id, "loaded snapshot");
                 let data = SmData { store, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
                 (data, Some((meta, path)))
@@ -182,7 +181,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(io::Error::other)?
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
         let current = self.shared.current.lock().expect("snapshot lock poisoned").clone();
         match current {
             Some((meta, path)) => {
@@ -197,7 +198,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotFile;
 
-    async fn build_snapshot(&mut self) -> Result<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+    async fn build_snapshot(
+        &mut self,
+    ) -> Result<openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();

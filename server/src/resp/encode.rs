@@ -73,10 +73,7 @@ fn line(out: &mut BytesMut, tag: u8, text: &[u8]) {
     out.reserve(text.len() + 3);
     out.put_u8(tag);
     if memchr::memchr2(b'\r', b'\n', text).is_some() {
-        out.extend(
-            text.iter()
-                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
+        out.extend(text.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
     } else {
         out.put_slice(text);
     }

@@ -112,11 +112,7 @@ mod tests {
     use super::*;
 
     fn split(line: &str) -> Result<Vec<String>, UnbalancedQuotes> {
-        split_inline(line.as_bytes()).map(|args| {
-            args.iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
+        split_inline(line.as_bytes()).map(|args| args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect())
     }
 
     #[test]
@@ -130,10 +126,7 @@ mod tests {
     #[test]
     fn double_quote_escapes() {
         assert_eq!(split(r#"echo "a\x41\n\q""#).unwrap(), ["echo", "aA\nq"]);
-        assert_eq!(
-            split(r#"echo "\t\r\b\a\\\"""#).unwrap(),
-            ["echo", "\t\r\u{8}\u{7}\\\""]
-        );
+        assert_eq!(split(r#"echo "\t\r\b\a\\\"""#).unwrap(), ["echo", "\t\r\u{8}\u{7}\\\""]);
         assert_eq!(split(r#"echo "\x4""#).unwrap(), ["echo", "x4"]);
         assert_eq!(split(r#"echo """#).unwrap(), ["echo", ""]);
         assert_eq!(split(r#"echo "a b"  c"#).unwrap(), ["echo", "a b", "c"]);
@@ -152,23 +145,14 @@ mod tests {
 
     #[test]
     fn unbalanced_quotes() {
-        for line in [
-            r#"set a "b"#,
-            r#"set a "b"c"#,
-            "set a 'b",
-            "set a 'b'c",
-            r#"x "\"#,
-        ] {
+        for line in [r#"set a "b"#, r#"set a "b"c"#, "set a 'b", "set a 'b'c", r#"x "\"#] {
             assert_eq!(split(line), Err(UnbalancedQuotes), "{line}");
         }
     }
 
     #[test]
     fn nul_ends_the_line() {
-        assert_eq!(
-            split_inline(b"echo a\0b c").unwrap(),
-            vec![Bytes::from("echo"), Bytes::from("a")]
-        );
+        assert_eq!(split_inline(b"echo a\0b c").unwrap(), vec![Bytes::from("echo"), Bytes::from("a")]);
     }
 
     #[test]

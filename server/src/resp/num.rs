@@ -99,9 +99,7 @@ pub fn format_double(value: f64, out: &mut Vec<u8>) {
     }
     // `{:e}` yields the shortest round-trip digits as "d.ddde<exp>".
     let sci = format!("{:e}", value.abs());
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("LowerExp always has an exponent");
+    let (mantissa, exp) = sci.split_once('e').expect("LowerExp always has an exponent");
     let exp10: i32 = exp.parse().expect("LowerExp exponent is an integer");
     let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
     let ndigits = digits.len() as i32;
@@ -190,16 +188,7 @@ mod tests {
         assert_eq!(parse_f64(b"-.5"), Some(-0.5));
         assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
         assert_eq!(parse_f64(b"-Infinity"), Some(f64::NEG_INFINITY));
-        for bad in [
-            &b""[..],
-            b" 1",
-            b"1 ",
-            b"nan",
-            b"abc",
-            b"1e400",
-            b"1e",
-            b".",
-        ] {
+        for bad in [&b""[..], b" 1", b"1 ", b"nan", b"abc", b"1e400", b"1e", b"."] {
             assert_eq!(parse_f64(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(parse_f64(&vec![b'1'; MAX_FLOAT_CHARS]), None);
@@ -239,13 +228,7 @@ mod tests {
 
     #[test]
     fn double_text_round_trips() {
-        for value in [
-            1.0 / 3.0,
-            2.0f64.sqrt(),
-            1e-300,
-            6.02214076e23,
-            -123.456e-10,
-        ] {
+        for value in [1.0 / 3.0, 2.0f64.sqrt(), 1e-300, 6.02214076e23, -123.456e-10] {
             let text = double_to_string(value);
             assert_eq!(text.parse::<f64>().unwrap(), value, "{text}");
         }

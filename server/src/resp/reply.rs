@@ -21,12 +21,7 @@ pub struct ReplyLimits {
 
 impl Default for ReplyLimits {
     fn default() -> Self {
-        ReplyLimits {
-            max_depth: 64,
-            max_bulk_len: 512 * 1024 * 1024,
-            max_elements: 1 << 24,
-            max_line_len: 64 * 1024,
-        }
+        ReplyLimits { max_depth: 64, max_bulk_len: 512 * 1024 * 1024, max_elements: 1 << 24, max_line_len: 64 * 1024 }
     }
 }
 
@@ -76,11 +71,7 @@ enum Token {
 impl ReplyDecoder {
     /// A decoder with the given limits.
     pub fn new(limits: ReplyLimits) -> Self {
-        ReplyDecoder {
-            limits,
-            stack: Vec::new(),
-            scanned: 0,
-        }
+        ReplyDecoder { limits, stack: Vec::new(), scanned: 0 }
     }
 
     /// Decodes the next complete reply from `buf`, consuming its bytes.
@@ -92,15 +83,9 @@ impl ReplyDecoder {
                 Some(Token::Skip) => continue,
                 Some(Token::Open(kind, count)) => {
                     if self.stack.len() >= self.limits.max_depth {
-                        return Err(ProtocolError::TooDeep {
-                            max: self.limits.max_depth,
-                        });
+                        return Err(ProtocolError::TooDeep { max: self.limits.max_depth });
                     }
-                    let slots = if matches!(kind, Kind::Map | Kind::Attribute) {
-                        count * 2
-                    } else {
-                        count
-                    };
+                    let slots = if matches!(kind, Kind::Map | Kind::Attribute) { count * 2 } else { count };
                     self.stack.push(Partial {
                         kind,
                         remaining: slots,
@@ -232,10 +217,7 @@ impl ReplyDecoder {
 
     fn length(&self, line: &[u8], max: usize) -> Result<usize, ProtocolError> {
         let n = integer(line)?;
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= max)
-            .ok_or(ProtocolError::InvalidReply("length out of range"))
+        usize::try_from(n).ok().filter(|&n| n <= max).ok_or(ProtocolError::InvalidReply("length out of range"))
     }
 }
 
@@ -253,10 +235,7 @@ fn text(line: &[u8]) -> Result<String, ProtocolError> {
 }
 
 fn integer(line: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(ProtocolError::InvalidReply("bad integer"))
+    std::str::from_utf8(line).ok().and_then(|s| s.parse().ok()).ok_or(ProtocolError::InvalidReply("bad integer"))
 }
 
 fn double(line: &[u8]) -> Result<f64, ProtocolError> {
@@ -265,9 +244,7 @@ fn double(line: &[u8]) -> Result<f64, ProtocolError> {
         "inf" => Ok(f64::INFINITY),
         "-inf" => Ok(f64::NEG_INFINITY),
         "nan" | "-nan" => Ok(f64::NAN),
-        _ => text
-            .parse()
-            .map_err(|_| ProtocolError::InvalidReply("bad double")),
+        _ => text.parse().map_err(|_| ProtocolError::InvalidReply("bad double")),
     }
 }
 
@@ -288,10 +265,7 @@ fn blob(tag: u8, payload: Bytes) -> Result<Frame, ProtocolError> {
                 return Err(ProtocolError::InvalidReply("bad verbatim string"));
             }
             let format = [payload[0], payload[1], payload[2]];
-            Frame::Verbatim {
-                format,
-                text: payload.slice(4..),
-            }
+            Frame::Verbatim { format, text: payload.slice(4..) }
         }
     })
 }

@@ -25,14 +25,8 @@ fn every_type() -> Vec<Frame> {
         Frame::Null,
         Frame::NullArray,
         Frame::Array(vec![]),
-        Frame::Array(vec![
-            Frame::Integer(1),
-            Frame::Array(vec![bulk("x"), Frame::Null]),
-        ]),
-        Frame::Map(vec![
-            (bulk("a"), Frame::Integer(1)),
-            (Frame::Simple("b".into()), Frame::Set(vec![bulk("c")])),
-        ]),
+        Frame::Array(vec![Frame::Integer(1), Frame::Array(vec![bulk("x"), Frame::Null])]),
+        Frame::Map(vec![(bulk("a"), Frame::Integer(1)), (Frame::Simple("b".into()), Frame::Set(vec![bulk("c")]))]),
         Frame::Map(vec![]),
         Frame::Set(vec![Frame::Integer(1), Frame::Integer(2)]),
         Frame::Double(3.25),
@@ -40,10 +34,7 @@ fn every_type() -> Vec<Frame> {
         Frame::Double(f64::NEG_INFINITY),
         Frame::Boolean(true),
         Frame::Boolean(false),
-        Frame::Verbatim {
-            format: *b"txt",
-            text: Bytes::from_static(b"some text"),
-        },
+        Frame::Verbatim { format: *b"txt", text: Bytes::from_static(b"some text") },
         Frame::Push(vec![bulk("message"), bulk("chan"), bulk("payload")]),
         Frame::BigNumber("-3492890328409238509324850943850943825024385".into()),
     ]
@@ -55,12 +46,7 @@ fn downgraded(frame: &Frame) -> Frame {
         Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
             Frame::Array(items.iter().map(downgraded).collect())
         }
-        Frame::Map(pairs) => Frame::Array(
-            pairs
-                .iter()
-                .flat_map(|(k, v)| [downgraded(k), downgraded(v)])
-                .collect(),
-        ),
+        Frame::Map(pairs) => Frame::Array(pairs.iter().flat_map(|(k, v)| [downgraded(k), downgraded(v)]).collect()),
         Frame::Double(d) => bulk(&crate::resp::num::double_to_string(*d)),
         Frame::Boolean(b) => Frame::Integer(i64::from(*b)),
         Frame::Verbatim { text, .. } => Frame::Bulk(text.clone()),
@@ -76,12 +62,7 @@ fn as_resp3(frame: &Frame) -> Frame {
         Frame::Array(items) => Frame::Array(items.iter().map(as_resp3).collect()),
         Frame::Set(items) => Frame::Set(items.iter().map(as_resp3).collect()),
         Frame::Push(items) => Frame::Push(items.iter().map(as_resp3).collect()),
-        Frame::Map(pairs) => Frame::Map(
-            pairs
-                .iter()
-                .map(|(k, v)| (as_resp3(k), as_resp3(v)))
-                .collect(),
-        ),
+        Frame::Map(pairs) => Frame::Map(pairs.iter().map(|(k, v)| (as_resp3(k), as_resp3(v))).collect()),
         other => other.clone(),
     }
 }
@@ -94,78 +75,33 @@ fn exact_wire_bytes() {
         (Frame::NullArray, b"*-1\r\n", b"_\r\n"),
         (Frame::Boolean(true), b":1\r\n", b"#t\r\n"),
         (Frame::Double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n"),
-        (
-            Frame::Double(f64::NEG_INFINITY),
-            b"$4\r\n-inf\r\n",
-            b",-inf\r\n",
-        ),
-        (
-            Frame::Map(vec![(bulk("a"), Frame::Integer(1))]),
-            b"*2\r\n$1\r\na\r\n:1\r\n",
-            b"%1\r\n$1\r\na\r\n:1\r\n",
-        ),
-        (
-            Frame::Set(vec![Frame::Integer(1)]),
-            b"*1\r\n:1\r\n",
-            b"~1\r\n:1\r\n",
-        ),
-        (
-            Frame::Verbatim {
-                format: *b"txt",
-                text: Bytes::from_static(b"hi"),
-            },
-            b"$2\r\nhi\r\n",
-            b"=6\r\ntxt:hi\r\n",
-        ),
-        (
-            Frame::Push(vec![Frame::Integer(1)]),
-            b"*1\r\n:1\r\n",
-            b">1\r\n:1\r\n",
-        ),
-        (
-            Frame::BigNumber("123".into()),
-            b"$3\r\n123\r\n",
-            b"(123\r\n",
-        ),
-        (
-            Frame::Error("ERR a\r\nb".into()),
-            b"-ERR a  b\r\n",
-            b"-ERR a  b\r\n",
-        ),
+        (Frame::Double(f64::NEG_INFINITY), b"$4\r\n-inf\r\n", b",-inf\r\n"),
+        (Frame::Map(vec![(bulk("a"), Frame::Integer(1))]), b"*2\r\n$1\r\na\r\n:1\r\n", b"%1\r\n$1\r\na\r\n:1\r\n"),
+        (Frame::Set(vec![Frame::Integer(1)]), b"*1\r\n:1\r\n", b"~1\r\n:1\r\n"),
+        (Frame::Verbatim { format: *b"txt", text: Bytes::from_static(b"hi") }, b"$2\r\nhi\r\n", b"=6\r\ntxt:hi\r\n"),
+        (Frame::Push(vec![Frame::Integer(1)]), b"*1\r\n:1\r\n", b">1\r\n:1\r\n"),
+        (Frame::BigNumber("123".into()), b"$3\r\n123\r\n", b"(123\r\n"),
+        (Frame::Error("ERR a\r\nb".into()), b"-ERR a  b\r\n", b"-ERR a  b\r\n"),
     ];
     for (frame, resp2, resp3) in cases {
-        assert_eq!(
-            encode_to_vec(frame, Protocol::Resp2),
-            *resp2,
-            "{frame:?} RESP2"
-        );
-        assert_eq!(
-            encode_to_vec(frame, Protocol::Resp3),
-            *resp3,
-            "{frame:?} RESP3"
-        );
+        assert_eq!(encode_to_vec(frame, Protocol::Resp2), *resp2, "{frame:?} RESP2");
+        assert_eq!(encode_to_vec(frame, Protocol::Resp3), *resp3, "{frame:?} RESP3");
     }
 }
 
 #[test]
 fn every_type_round_trips_in_both_protocols() {
     for frame in every_type() {
-        let got = decode_one(&encode_to_vec(&frame, Protocol::Resp3))
-            .unwrap()
-            .unwrap();
+        let got = decode_one(&encode_to_vec(&frame, Protocol::Resp3)).unwrap().unwrap();
         assert_eq!(got, as_resp3(&frame), "RESP3");
-        let got = decode_one(&encode_to_vec(&frame, Protocol::Resp2))
-            .unwrap()
-            .unwrap();
+        let got = decode_one(&encode_to_vec(&frame, Protocol::Resp2)).unwrap().unwrap();
         assert_eq!(got, downgraded(&frame), "RESP2");
     }
 }
 
 #[test]
 fn nan_round_trips() {
-    let got = decode_one(&encode_to_vec(&Frame::Double(f64::NAN), Protocol::Resp3))
-        .unwrap()
-        .unwrap();
+    let got = decode_one(&encode_to_vec(&Frame::Double(f64::NAN), Protocol::Resp3)).unwrap().unwrap();
     assert!(matches!(got, Frame::Double(d) if d.is_nan()));
 }
 
@@ -198,10 +134,7 @@ fn every_split_point() {
 fn attributes_are_dropped() {
     let input = b"|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:1\r\n|0\r\n:2\r\n";
     let got = decode_one(input).unwrap().unwrap();
-    assert_eq!(
-        got,
-        Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)])
-    );
+    assert_eq!(got, Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)]));
 }
 
 #[test]
@@ -211,22 +144,14 @@ fn depth_limit() {
         deep.extend_from_slice(b"*1\r\n");
     }
     deep.extend_from_slice(b":1\r\n");
-    assert!(matches!(
-        decode_one(&deep),
-        Err(ProtocolError::TooDeep { max: 64 })
-    ));
+    assert!(matches!(decode_one(&deep), Err(ProtocolError::TooDeep { max: 64 })));
     let ok = &deep[4..];
     assert!(decode_one(ok).unwrap().is_some());
 }
 
 #[test]
 fn size_limits_and_malformed_input() {
-    let limits = ReplyLimits {
-        max_bulk_len: 4,
-        max_elements: 2,
-        max_line_len: 8,
-        ..ReplyLimits::default()
-    };
+    let limits = ReplyLimits { max_bulk_len: 4, max_elements: 2, max_line_len: 8, ..ReplyLimits::default() };
     let run = |input: &[u8]| ReplyDecoder::new(limits).decode(&mut BytesMut::from(input));
     assert!(run(b"$5\r\n").is_err());
     assert!(run(b"*3\r\n").is_err());
@@ -243,11 +168,7 @@ fn size_limits_and_malformed_input() {
         b"\r\n",
         b"$-2\r\n",
     ] {
-        assert!(
-            decode_one(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(decode_one(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
 }
 
@@ -264,8 +185,8 @@ fn huge_declared_length_does_not_allocate() {
 fn random_garbage_never_panics() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let tokens: &[&[u8]] = &[
-        b"*", b"%", b"|", b"~", b">", b"$", b"=", b"!", b"_", b",", b"#", b"(", b"1", b"2", b"-1",
-        b"0", b"\r\n", b"t", b"txt:", b"x", b"\r",
+        b"*", b"%", b"|", b"~", b">", b"$", b"=", b"!", b"_", b",", b"#", b"(", b"1", b"2", b"-1", b"0", b"\r\n", b"t",
+        b"txt:", b"x", b"\r",
     ];
     for _ in 0..5000 {
         let mut input = Vec::new();

@@ -128,11 +128,7 @@ impl RequestDecoder {
             }
             return Ok(None);
         };
-        let end = if newline > 0 && buf[newline - 1] == b'\r' {
-            newline - 1
-        } else {
-            newline
-        };
+        let end = if newline > 0 && buf[newline - 1] == b'\r' { newline - 1 } else { newline };
         // Stricter than Redis, which only checks while the newline is missing:
         // the outcome must not depend on how the line was split into reads.
         if end > self.limits.max_inline_len {
@@ -147,11 +143,7 @@ impl RequestDecoder {
     /// Finds the end of a `*N` or `$N` header line. `Ok(None)`: incomplete.
     /// Like Redis, the line ends at the first CR and the byte after it is skipped
     /// unchecked.
-    fn header_line(
-        &mut self,
-        buf: &BytesMut,
-        too_big: ProtocolError,
-    ) -> Result<Option<usize>, ProtocolError> {
+    fn header_line(&mut self, buf: &BytesMut, too_big: ProtocolError) -> Result<Option<usize>, ProtocolError> {
         let Some(cr) = self.find(buf, b'\r') else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(too_big);
@@ -186,19 +178,14 @@ impl RequestDecoder {
         }
         self.request_bytes = self.request_bytes.saturating_add(cr + 2 + len + 2);
         if self.request_bytes > self.limits.max_request_bytes {
-            return Err(ProtocolError::RequestTooLarge {
-                max: self.limits.max_request_bytes,
-            });
+            return Err(ProtocolError::RequestTooLarge { max: self.limits.max_request_bytes });
         }
         buf.advance(cr + 2);
         self.scanned = 0;
         Ok(Some(len))
     }
 
-    fn decode_multibulk(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    fn decode_multibulk(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         while self.remaining > 0 {
             let len = match self.bulk_len {
                 Some(len) => len,
@@ -270,10 +257,7 @@ impl Decoder for RequestDecoder {
 ///
 /// Returns the requests decoded before the first protocol error (if any) and
 /// that error. Never panics, whatever `input` holds.
-pub fn decode_requests(
-    input: &[u8],
-    limits: DecoderLimits,
-) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+pub fn decode_requests(input: &[u8], limits: DecoderLimits) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
     let mut decoder = RequestDecoder::new(limits);
     let mut buf = BytesMut::from(input);
     let mut requests = Vec::new();

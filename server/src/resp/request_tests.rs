@@ -5,9 +5,7 @@ use tokio_util::codec::Decoder;
 use super::*;
 
 fn args(list: &[&str]) -> Vec<Bytes> {
-    list.iter()
-        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-        .collect()
+    list.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
 }
 
 fn decode_all(input: &[u8]) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
@@ -25,10 +23,7 @@ fn decode_chunked(
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < input.len() {
-        let n = chunks
-            .next()
-            .unwrap_or(input.len())
-            .clamp(1, input.len() - pos);
+        let n = chunks.next().unwrap_or(input.len()).clamp(1, input.len() - pos);
         buf.extend_from_slice(&input[pos..pos + n]);
         pos += n;
         loop {
@@ -44,11 +39,7 @@ fn decode_chunked(
 
 fn error_text(input: &[u8]) -> String {
     let (_, err) = decode_all(input);
-    err.expect("expected a protocol error")
-        .reply()
-        .as_error()
-        .unwrap()
-        .to_owned()
+    err.expect("expected a protocol error").reply().as_error().unwrap().to_owned()
 }
 
 #[test]
@@ -56,24 +47,14 @@ fn multibulk_and_pipelining() {
     let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
     let (requests, err) = decode_all(input);
     assert!(err.is_none());
-    assert_eq!(
-        requests,
-        vec![args(&["SET", "k", "hello"]), args(&["GET", "k"])]
-    );
+    assert_eq!(requests, vec![args(&["SET", "k", "hello"]), args(&["GET", "k"])]);
 }
 
 #[test]
 fn binary_safe_and_empty_arguments() {
     let (requests, err) = decode_all(b"*3\r\n$4\r\necho\r\n$0\r\n\r\n$4\r\na\r\nb\r\n");
     assert!(err.is_none());
-    assert_eq!(
-        requests,
-        vec![vec![
-            Bytes::from("echo"),
-            Bytes::new(),
-            Bytes::from("a\r\nb")
-        ]]
-    );
+    assert_eq!(requests, vec![vec![Bytes::from("echo"), Bytes::new(), Bytes::from("a\r\nb")]]);
 }
 
 #[test]
@@ -81,14 +62,7 @@ fn inline_requests_and_skipped_empties() {
     let input = b"\r\n\r\n   \r\nPING\r\n*0\r\n*-1\r\n*-5\r\nset a \"b c\"\nGET a\r\n";
     let (requests, err) = decode_all(input);
     assert!(err.is_none());
-    assert_eq!(
-        requests,
-        vec![
-            args(&["PING"]),
-            args(&["set", "a", "b c"]),
-            args(&["GET", "a"])
-        ]
-    );
+    assert_eq!(requests, vec![args(&["PING"]), args(&["set", "a", "b c"]), args(&["GET", "a"])]);
 }
 
 #[test]
@@ -107,15 +81,9 @@ fn partial_request_waits() {
 fn arguments_are_slices_of_the_read_buffer() {
     let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$10\r\n0123456789\r\n"[..]);
     let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
-    let request = RequestDecoder::new(DecoderLimits::default())
-        .decode(&mut buf)
-        .unwrap()
-        .unwrap();
+    let request = RequestDecoder::new(DecoderLimits::default()).decode(&mut buf).unwrap().unwrap();
     for arg in &request {
-        assert!(
-            range.contains(&(arg.as_ptr() as usize)),
-            "argument was copied"
-        );
+        assert!(range.contains(&(arg.as_ptr() as usize)), "argument was copied");
     }
 }
 
@@ -146,14 +114,7 @@ fn large_value_byte_by_byte() {
     input.extend_from_slice(b"\r\n");
     let (got, failed) = decode_chunked(&input, DecoderLimits::default(), &mut std::iter::repeat(1));
     assert_eq!(failed, None);
-    assert_eq!(
-        got,
-        vec![vec![
-            Bytes::from("SET"),
-            Bytes::from("k"),
-            Bytes::from(value)
-        ]]
-    );
+    assert_eq!(got, vec![vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from(value)]]);
 }
 
 #[test]
@@ -164,116 +125,57 @@ fn redis_protocol_error_texts() {
         (b"*x\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*01\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1 \r\n", "ERR Protocol error: invalid multibulk length"),
-        (
-            b"*3000000000\r\n",
-            "ERR Protocol error: invalid multibulk length",
-        ),
+        (b"*3000000000\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length"),
         (b"*1\r\n$x\r\n", "ERR Protocol error: invalid bulk length"),
         (b"*1\r\n$+1\r\n", "ERR Protocol error: invalid bulk length"),
-        (
-            b"*1\r\n$1000000000\r\n",
-            "ERR Protocol error: invalid bulk length",
-        ),
-        (
-            b"set a \"b\r\n",
-            "ERR Protocol error: unbalanced quotes in request",
-        ),
-        (
-            b"set a \"b\"c\r\n",
-            "ERR Protocol error: unbalanced quotes in request",
-        ),
+        (b"*1\r\n$1000000000\r\n", "ERR Protocol error: invalid bulk length"),
+        (b"set a \"b\r\n", "ERR Protocol error: unbalanced quotes in request"),
+        (b"set a \"b\"c\r\n", "ERR Protocol error: unbalanced quotes in request"),
     ];
     for (input, want) in cases {
-        assert_eq!(
-            error_text(input),
-            *want,
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
+        assert_eq!(error_text(input), *want, "{:?}", String::from_utf8_lossy(input));
     }
 }
 
 #[test]
 fn oversized_lines() {
     let long = vec![b'a'; 64 * 1024 + 1];
-    assert_eq!(
-        error_text(&long),
-        "ERR Protocol error: too big inline request"
-    );
+    assert_eq!(error_text(&long), "ERR Protocol error: too big inline request");
     let mut with_newline = long.clone();
     with_newline.extend_from_slice(b"\r\n");
-    assert_eq!(
-        error_text(&with_newline),
-        "ERR Protocol error: too big inline request"
-    );
+    assert_eq!(error_text(&with_newline), "ERR Protocol error: too big inline request");
     let mut mbulk = b"*".to_vec();
     mbulk.extend_from_slice(&long);
-    assert_eq!(
-        error_text(&mbulk),
-        "ERR Protocol error: too big mbulk count string"
-    );
+    assert_eq!(error_text(&mbulk), "ERR Protocol error: too big mbulk count string");
     let mut bulk = b"*1\r\n$".to_vec();
     bulk.extend_from_slice(&long);
-    assert_eq!(
-        error_text(&bulk),
-        "ERR Protocol error: too big bulk count string"
-    );
+    assert_eq!(error_text(&bulk), "ERR Protocol error: too big bulk count string");
 }
 
 #[test]
 fn huge_declared_bulk_never_allocates_it() {
-    let limits = DecoderLimits {
-        max_bulk_len: 1 << 30,
-        max_request_bytes: 1 << 31,
-        ..DecoderLimits::default()
-    };
+    let limits = DecoderLimits { max_bulk_len: 1 << 30, max_request_bytes: 1 << 31, ..DecoderLimits::default() };
     let mut decoder = RequestDecoder::new(limits);
     let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$1000000000\r\nabc"[..]);
     assert!(decoder.decode(&mut buf).unwrap().is_none());
-    assert!(
-        buf.capacity() <= 2 * MAX_RESERVE,
-        "reserved {} bytes",
-        buf.capacity()
-    );
+    assert!(buf.capacity() <= 2 * MAX_RESERVE, "reserved {} bytes", buf.capacity());
     // With the default 512 MiB limit the header alone is rejected.
     let mut decoder = RequestDecoder::new(DecoderLimits::default());
     let mut buf = BytesMut::from(&b"*1\r\n$1000000000\r\n"[..]);
-    assert!(matches!(
-        decoder.decode(&mut buf),
-        Err(ProtocolError::InvalidBulkLength)
-    ));
+    assert!(matches!(decoder.decode(&mut buf), Err(ProtocolError::InvalidBulkLength)));
 }
 
 #[test]
 fn configured_limits() {
-    let limits = DecoderLimits {
-        max_bulk_len: 8,
-        max_multibulk_len: 3,
-        max_inline_len: 16,
-        max_request_bytes: 40,
-    };
+    let limits = DecoderLimits { max_bulk_len: 8, max_multibulk_len: 3, max_inline_len: 16, max_request_bytes: 40 };
     let run = |input: &[u8]| decode_requests(input, limits);
-    assert!(run(b"*3\r\n$8\r\n12345678\r\n$1\r\na\r\n$1\r\nb\r\n")
-        .1
-        .is_none());
-    assert!(matches!(
-        run(b"*4\r\n").1,
-        Some(ProtocolError::InvalidMultibulkLength)
-    ));
-    assert!(matches!(
-        run(b"*1\r\n$9\r\n").1,
-        Some(ProtocolError::InvalidBulkLength)
-    ));
-    assert!(matches!(
-        run(b"0123456789abcdefg\r\n").1,
-        Some(ProtocolError::TooBigInline)
-    ));
+    assert!(run(b"*3\r\n$8\r\n12345678\r\n$1\r\na\r\n$1\r\nb\r\n").1.is_none());
+    assert!(matches!(run(b"*4\r\n").1, Some(ProtocolError::InvalidMultibulkLength)));
+    assert!(matches!(run(b"*1\r\n$9\r\n").1, Some(ProtocolError::InvalidBulkLength)));
+    assert!(matches!(run(b"0123456789abcdefg\r\n").1, Some(ProtocolError::TooBigInline)));
     let (_, err) = run(b"*3\r\n$8\r\n12345678\r\n$8\r\n12345678\r\n$8\r\n");
-    assert_eq!(
-        err.unwrap().reply().as_error(),
-        Some("ERR Protocol error: too big request (over 40 bytes)")
-    );
+    assert_eq!(err.unwrap().reply().as_error(), Some("ERR Protocol error: too big request (over 40 bytes)"));
 }
 
 #[test]
@@ -282,18 +184,12 @@ fn unauthenticated_caps() {
     decoder.set_authenticated(false);
     let mut buf = BytesMut::from(&b"*11\r\n"[..]);
     let err = decoder.decode(&mut buf).unwrap_err();
-    assert_eq!(
-        err.reply().as_error(),
-        Some("ERR Protocol error: unauthenticated multibulk length")
-    );
+    assert_eq!(err.reply().as_error(), Some("ERR Protocol error: unauthenticated multibulk length"));
     let mut decoder = RequestDecoder::new(DecoderLimits::default());
     decoder.set_authenticated(false);
     let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"[..]);
     let err = decoder.decode(&mut buf).unwrap_err();
-    assert_eq!(
-        err.reply().as_error(),
-        Some("ERR Protocol error: unauthenticated bulk length")
-    );
+    assert_eq!(err.reply().as_error(), Some("ERR Protocol error: unauthenticated bulk length"));
 }
 
 /// Random, mostly protocol-shaped garbage: never a panic, and the outcome does
@@ -323,12 +219,7 @@ fn random_input_is_chunking_independent() {
         b"\0",
         b"\xff",
     ];
-    let limits = DecoderLimits {
-        max_bulk_len: 64,
-        max_multibulk_len: 8,
-        max_inline_len: 32,
-        max_request_bytes: 256,
-    };
+    let limits = DecoderLimits { max_bulk_len: 64, max_multibulk_len: 8, max_inline_len: 32, max_request_bytes: 256 };
     for _ in 0..3000 {
         let mut input = Vec::new();
         for _ in 0..rng.random_range(1..24) {
@@ -338,11 +229,6 @@ fn random_input_is_chunking_independent() {
         let sizes: Vec<usize> = (0..input.len()).map(|_| rng.random_range(1..5)).collect();
         let (chunked, chunked_err) = decode_chunked(&input, limits, &mut sizes.into_iter());
         assert_eq!(chunked, whole, "{:?}", String::from_utf8_lossy(&input));
-        assert_eq!(
-            chunked_err,
-            err.map(|e| e.to_string()),
-            "{:?}",
-            String::from_utf8_lossy(&input)
-        );
+        assert_eq!(chunked_err, err.map(|e| e.to_string()), "{:?}", String::from_utf8_lossy(&input));
     }
 }

@@ -33,22 +33,9 @@ impl Store {
         let now = op.at_ms.max(self.clock_ms);
         self.clock_ms = now;
         match &op.cmd {
-            WriteCmd::Set {
-                key,
-                value,
-                cond,
-                ttl,
-                get,
-            } => self.apply_set(now, key, value, *cond, *ttl, *get),
+            WriteCmd::Set { key, value, cond, ttl, get } => self.apply_set(now, key, value, *cond, *ttl, *get),
             WriteCmd::SetNx { key, value } => {
-                let frame = self.apply_set(
-                    now,
-                    key,
-                    value,
-                    SetCondition::IfAbsent,
-                    SetTtl::Clear,
-                    false,
-                );
+                let frame = self.apply_set(now, key, value, SetCondition::IfAbsent, SetTtl::Clear, false);
                 Frame::Integer(i64::from(frame == Frame::ok()))
             }
             WriteCmd::MSet { pairs } => {
@@ -58,10 +45,7 @@ impl Store {
                 Frame::ok()
             }
             WriteCmd::MSetNx { pairs } => {
-                if pairs
-                    .iter()
-                    .any(|(key, _)| self.expire_if_due(key, self.hash(key), now))
-                {
+                if pairs.iter().any(|(key, _)| self.expire_if_due(key, self.hash(key), now)) {
                     return Frame::Integer(0);
                 }
                 for (key, value) in pairs {
@@ -73,17 +57,10 @@ impl Store {
             WriteCmd::GetEx { key, ttl } => self.apply_getex(now, key, *ttl),
             WriteCmd::IncrBy { key, delta } => self.apply_incrby(now, key, *delta),
             WriteCmd::IncrByFloat { key, delta } => self.apply_incrbyfloat(now, key, *delta),
-            WriteCmd::Append {
-                key,
-                value,
-                max_len,
-            } => self.apply_append(now, key, value, *max_len),
-            WriteCmd::SetRange {
-                key,
-                offset,
-                value,
-                max_len,
-            } => self.apply_setrange(now, key, *offset, value, *max_len),
+            WriteCmd::Append { key, value, max_len } => self.apply_append(now, key, value, *max_len),
+            WriteCmd::SetRange { key, offset, value, max_len } => {
+                self.apply_setrange(now, key, *offset, value, *max_len)
+            }
             WriteCmd::Del { keys } => {
                 let mut removed = 0;
                 for key in keys {
@@ -98,9 +75,7 @@ impl Store {
             WriteCmd::Expire { key, at_ms, cond } => self.apply_expire(now, key, *at_ms, *cond),
             WriteCmd::Persist { key } => {
                 let hash = self.hash(key);
-                if !self.expire_if_due(key, hash, now)
-                    || self.find(key, hash).and_then(Entry::expire_at).is_none()
-                {
+                if !self.expire_if_due(key, hash, now) || self.find(key, hash).and_then(Entry::expire_at).is_none() {
                     return Frame::Integer(0);
                 }
                 self.set_expire(key, hash, None);
@@ -142,15 +117,7 @@ impl Store {
         }
     }
 
-    fn apply_set(
-        &mut self,
-        now: u64,
-        key: &Bytes,
-        value: &Bytes,
-        cond: SetCondition,
-        ttl: SetTtl,
-        get: bool,
-    ) -> Frame {
+    fn apply_set(&mut self, now: u64, key: &Bytes, value: &Bytes, cond: SetCondition, ttl: SetTtl, get: bool) -> Frame {
         let (hash, old) = self.live(key, now);
         // GET checks the old value's type before anything else, as Redis does.
         let reply = match (get, old) {
@@ -230,10 +197,7 @@ impl Store {
             return error(CommandError::IncrOverflow);
         };
         let mut text = itoa::Buffer::new();
-        self.put(
-            hash,
-            Entry::string(key, text.format(result).as_bytes(), expire_at),
-        );
+        self.put(hash, Entry::string(key, text.format(result).as_bytes(), expire_at));
         Frame::Integer(result)
     }
 
@@ -267,10 +231,7 @@ impl Store {
         };
         let new_len = old_value.len() + value.len();
         if new_len as u64 > max_len {
-            return error(CommandError::ValueTooLarge {
-                size: new_len,
-                max: max_len as usize,
-            });
+            return error(CommandError::ValueTooLarge { size: new_len, max: max_len as usize });
         }
         // Deviation from Redis's amortised O(1) append: a packed entry is rebuilt,
         // O(value length), which the value size limit bounds.
@@ -279,14 +240,7 @@ impl Store {
         Frame::Integer(new_len as i64)
     }
 
-    fn apply_setrange(
-        &mut self,
-        now: u64,
-        key: &[u8],
-        offset: u64,
-        value: &[u8],
-        max_len: u64,
-    ) -> Frame {
+    fn apply_setrange(&mut self, now: u64, key: &[u8], offset: u64, value: &[u8], max_len: u64) -> Frame {
         let (hash, old) = self.live(key, now);
         let (old_value, expire_at) = match old {
             None => (None, None),
@@ -301,19 +255,14 @@ impl Store {
         }
         let end = offset.saturating_add(value.len() as u64);
         if end > max_len {
-            return error(CommandError::ValueTooLarge {
-                size: end as usize,
-                max: max_len as usize,
-            });
+            return error(CommandError::ValueTooLarge { size: end as usize, max: max_len as usize });
         }
         let (offset, end) = (offset as usize, end as usize); // both ≤ max_len
         let old_value = old_value.unwrap_or(&[]);
         let old_len = old_value.len();
         if end <= old_len {
             let shard = &mut self.shards[super::shard_of(hash)];
-            let entry = shard
-                .find_mut(hash, |e| e.key() == key)
-                .expect("live entry");
+            let entry = shard.find_mut(hash, |e| e.key() == key).expect("live entry");
             entry.string_value_mut().expect("string entry")[offset..end].copy_from_slice(value);
             return Frame::Integer(old_len as i64);
         }

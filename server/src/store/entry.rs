@@ -39,8 +39,7 @@ impl ValueType {
 
     /// Looks a type up by its `TYPE` name (case-insensitive).
     pub fn from_name(name: &[u8]) -> Option<ValueType> {
-        name.eq_ignore_ascii_case(b"string")
-            .then_some(ValueType::String)
+        name.eq_ignore_ascii_case(b"string").then_some(ValueType::String)
     }
 }
 
@@ -84,16 +83,11 @@ impl Entry {
         }
         // A fixed array, not a Vec: building an entry is on the write hot path.
         let mut parts: [&[u8]; 2 + MAX_VALUE_PARTS] = [&[]; 2 + MAX_VALUE_PARTS];
-        assert!(
-            value.len() <= MAX_VALUE_PARTS,
-            "at most {MAX_VALUE_PARTS} value parts"
-        );
+        assert!(value.len() <= MAX_VALUE_PARTS, "at most {MAX_VALUE_PARTS} value parts");
         parts[0] = &head[..n];
         parts[1] = key;
         parts[2..2 + value.len()].copy_from_slice(value);
-        Entry {
-            raw: ThinBytes::from_parts(&parts[..2 + value.len()]),
-        }
+        Entry { raw: ThinBytes::from_parts(&parts[..2 + value.len()]) }
     }
 
     fn header(&self) -> Header {
@@ -107,11 +101,7 @@ impl Entry {
         } else {
             None
         };
-        Header {
-            expire_at,
-            key_start,
-            key_end: key_start + key_len as usize,
-        }
+        Header { expire_at, key_start, key_end: key_start + key_len as usize }
     }
 
     /// The key.
@@ -179,12 +169,7 @@ impl Entry {
                 let header = self.header();
                 let raw = self.raw.as_slice();
                 let value_type = raw[0] >> TYPE_SHIFT;
-                Entry::build(
-                    value_type,
-                    &raw[header.key_start..header.key_end],
-                    expire_at,
-                    &[&raw[header.key_end..]],
-                )
+                Entry::build(value_type, &raw[header.key_start..header.key_end], expire_at, &[&raw[header.key_end..]])
             }
         }
     }
@@ -193,12 +178,7 @@ impl Entry {
     pub(crate) fn renamed(&self, key: &[u8]) -> Entry {
         let header = self.header();
         let raw = self.raw.as_slice();
-        Entry::build(
-            raw[0] >> TYPE_SHIFT,
-            key,
-            header.expire_at,
-            &[&raw[header.key_end..]],
-        )
+        Entry::build(raw[0] >> TYPE_SHIFT, key, header.expire_at, &[&raw[header.key_end..]])
     }
 
     /// Heap bytes used by this entry (before allocator rounding).
@@ -277,23 +257,14 @@ mod tests {
     fn expire_changes() {
         let entry = Entry::string(b"k", b"v", None);
         let entry = entry.with_expire(Some(10));
-        assert_eq!(
-            (entry.key(), entry.expire_at(), entry.string_value()),
-            (&b"k"[..], Some(10), Some(&b"v"[..]))
-        );
+        assert_eq!((entry.key(), entry.expire_at(), entry.string_value()), (&b"k"[..], Some(10), Some(&b"v"[..])));
         let entry = entry.with_expire(Some(20));
         assert_eq!(entry.expire_at(), Some(20));
         assert!(entry.is_expired(20) && !entry.is_expired(19));
         let entry = entry.with_expire(None);
-        assert_eq!(
-            (entry.key(), entry.expire_at(), entry.string_value()),
-            (&b"k"[..], None, Some(&b"v"[..]))
-        );
+        assert_eq!((entry.key(), entry.expire_at(), entry.string_value()), (&b"k"[..], None, Some(&b"v"[..])));
         let renamed = entry.with_expire(Some(5)).renamed(b"other");
-        assert_eq!(
-            (renamed.key(), renamed.expire_at()),
-            (&b"other"[..], Some(5))
-        );
+        assert_eq!((renamed.key(), renamed.expire_at()), (&b"other"[..], Some(5)));
     }
 
     #[test]
@@ -306,16 +277,7 @@ mod tests {
 
     #[test]
     fn varints() {
-        for value in [
-            0,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
+        for value in [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
             let mut buf = [0u8; 10];
             let n = write_varint(value, &mut buf);
             assert_eq!(read_varint(&buf[..n]), (value, n));

@@ -105,10 +105,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("len", &self.len)
-            .field(
-                "keys_with_ttl",
-                &self.expires.values().map(|&n| n as usize).sum::<usize>(),
-            )
+            .field("keys_with_ttl", &self.expires.values().map(|&n| n as usize).sum::<usize>())
             .field("clock_ms", &self.clock_ms)
             .finish()
     }
@@ -146,8 +143,7 @@ impl Store {
     /// (allocator rounding and BTree node slack not included).
     pub fn approx_memory_bytes(&self) -> usize {
         let tables: usize = self.shards.iter().map(HashTable::allocation_size).sum();
-        let index =
-            self.expires.len() * (std::mem::size_of::<(u64, u64)>() + std::mem::size_of::<u32>());
+        let index = self.expires.len() * (std::mem::size_of::<(u64, u64)>() + std::mem::size_of::<u32>());
         tables + self.entry_bytes + index + std::mem::size_of_val(&*self.shards)
     }
 
@@ -162,18 +158,12 @@ impl Store {
     /// The key's entry unless it is missing or expired at `now_ms` (lazy expiry
     /// for reads: nothing is removed, reads never change state).
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<EntryRef<'_>> {
-        self.find(key, self.hash(key))
-            .filter(|e| !e.is_expired(now_ms))
-            .map(EntryRef)
+        self.find(key, self.hash(key)).filter(|e| !e.is_expired(now_ms)).map(EntryRef)
     }
 
     /// Every key live at `now_ms`, in no particular order.
     pub fn iter(&self, now_ms: u64) -> impl Iterator<Item = EntryRef<'_>> + '_ {
-        self.shards
-            .iter()
-            .flat_map(HashTable::iter)
-            .filter(move |e| !e.is_expired(now_ms))
-            .map(EntryRef)
+        self.shards.iter().flat_map(HashTable::iter).filter(move |e| !e.is_expired(now_ms)).map(EntryRef)
     }
 
     /// One SCAN step from `cursor`: visits about `count` keys in scan order and
@@ -277,9 +267,7 @@ impl Store {
 
     fn index_remove(&mut self, entry: &Entry, hash: u64) {
         if let Some(at) = entry.expire_at() {
-            if let std::collections::btree_map::Entry::Occupied(mut slot) =
-                self.expires.entry((at, hash))
-            {
+            if let std::collections::btree_map::Entry::Occupied(mut slot) = self.expires.entry((at, hash)) {
                 *slot.get_mut() -= 1;
                 if *slot.get() == 0 {
                     slot.remove();
@@ -293,11 +281,7 @@ impl Store {
         self.index_add(&entry, hash);
         self.entry_bytes += entry.heap_size();
         let hasher = &self.hasher;
-        let slot = self.shards[shard_of(hash)].entry(
-            hash,
-            |e| e.key() == entry.key(),
-            |e| hasher.hash_one(e.key()),
-        );
+        let slot = self.shards[shard_of(hash)].entry(hash, |e| e.key() == entry.key(), |e| hasher.hash_one(e.key()));
         match slot {
             Slot::Occupied(mut occupied) => {
                 let old = std::mem::replace(occupied.get_mut(), entry);
@@ -313,9 +297,7 @@ impl Store {
 
     /// Removes the key's entry (expired or not).
     fn remove(&mut self, key: &[u8], hash: u64) -> Option<Entry> {
-        let found = self.shards[shard_of(hash)]
-            .find_entry(hash, |e| e.key() == key)
-            .ok()?;
+        let found = self.shards[shard_of(hash)].find_entry(hash, |e| e.key() == key).ok()?;
         let (entry, _) = found.remove();
         self.len -= 1;
         self.entry_bytes -= entry.heap_size();

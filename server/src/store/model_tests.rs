@@ -29,11 +29,7 @@ fn deadline(at: i64, now: u64) -> Option<u64> {
 
 impl Model {
     fn live(&mut self, key: &[u8], now: u64) -> Option<(Vec<u8>, Option<u64>)> {
-        if self
-            .data
-            .get(key)
-            .is_some_and(|(_, ttl)| expired(*ttl, now))
-        {
+        if self.data.get(key).is_some_and(|(_, ttl)| expired(*ttl, now)) {
             self.data.remove(key);
         }
         self.data.get(key).cloned()
@@ -42,23 +38,11 @@ impl Model {
     fn apply(&mut self, op: &Operation) -> Frame {
         let now = op.at_ms.max(self.clock);
         self.clock = now;
-        let bulk = |v: Option<&(Vec<u8>, Option<u64>)>| {
-            v.map_or(Frame::Null, |(v, _)| Frame::bulk_copy(v))
-        };
+        let bulk = |v: Option<&(Vec<u8>, Option<u64>)>| v.map_or(Frame::Null, |(v, _)| Frame::bulk_copy(v));
         match &op.cmd {
-            WriteCmd::Set {
-                key,
-                value,
-                cond,
-                ttl,
-                get,
-            } => {
+            WriteCmd::Set { key, value, cond, ttl, get } => {
                 let old = self.live(key, now);
-                let reply = if *get {
-                    bulk(old.as_ref())
-                } else {
-                    Frame::ok()
-                };
+                let reply = if *get { bulk(old.as_ref()) } else { Frame::ok() };
                 let blocked = match cond {
                     SetCondition::Always => false,
                     SetCondition::IfAbsent => old.is_some(),
@@ -99,10 +83,7 @@ impl Model {
                 let old = self.live(key, now);
                 let (n, ttl) = match &old {
                     None => (0, None),
-                    Some((v, ttl)) => match std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok())
-                    {
+                    Some((v, ttl)) => match std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()) {
                         Some(n) if n.to_string().as_bytes() == v.as_slice() => (n, *ttl),
                         _ => return Frame::error("ERR value is not an integer or out of range"),
                     },
@@ -110,25 +91,17 @@ impl Model {
                 let Some(n) = n.checked_add(*delta) else {
                     return Frame::error("ERR increment or decrement would overflow");
                 };
-                self.data
-                    .insert(key.to_vec(), (n.to_string().into_bytes(), ttl));
+                self.data.insert(key.to_vec(), (n.to_string().into_bytes(), ttl));
                 Frame::Integer(n)
             }
-            WriteCmd::SetRange {
-                key,
-                offset,
-                value,
-                max_len,
-            } => {
+            WriteCmd::SetRange { key, offset, value, max_len } => {
                 let old = self.live(key, now);
                 if value.is_empty() {
                     return Frame::Integer(old.map_or(0, |(v, _)| v.len() as i64));
                 }
                 let end = *offset as usize + value.len();
                 if end as u64 > *max_len {
-                    return Frame::error(format!(
-                        "ERR value too large: {end} bytes (max {max_len})"
-                    ));
+                    return Frame::error(format!("ERR value too large: {end} bytes (max {max_len})"));
                 }
                 let (mut v, ttl) = old.unwrap_or_default();
                 if v.len() < end {
@@ -196,11 +169,7 @@ impl Model {
             WriteCmd::ExpireKeys { keys } => {
                 let mut n = 0;
                 for key in keys {
-                    if self
-                        .data
-                        .get(&key[..])
-                        .is_some_and(|(_, ttl)| expired(*ttl, now))
-                    {
+                    if self.data.get(&key[..]).is_some_and(|(_, ttl)| expired(*ttl, now)) {
                         self.data.remove(&key[..]);
                         n += 1;
                     }
@@ -218,8 +187,7 @@ impl Model {
 
 fn random_op(rng: &mut StdRng, clock: &mut u64, store: &Store) -> Operation {
     const KEYS: [&str; 6] = ["a", "b", "c", "counter", "long-key-name-0123456789", ""];
-    let key =
-        |rng: &mut StdRng| Bytes::from_static(KEYS[rng.random_range(0..KEYS.len())].as_bytes());
+    let key = |rng: &mut StdRng| Bytes::from_static(KEYS[rng.random_range(0..KEYS.len())].as_bytes());
     let value = |rng: &mut StdRng| match rng.random_range(0..4) {
         0 => Bytes::from(rng.random_range(-5i64..5).to_string()),
         1 => Bytes::new(),
@@ -227,41 +195,21 @@ fn random_op(rng: &mut StdRng, clock: &mut u64, store: &Store) -> Operation {
         _ => Bytes::from_static(b"9223372036854775807"),
     };
     // Time mostly advances, sometimes jumps back (a new leader with a slower clock).
-    *clock = if rng.random_bool(0.05) {
-        clock.saturating_sub(50)
-    } else {
-        *clock + rng.random_range(0..20)
-    };
+    *clock = if rng.random_bool(0.05) { clock.saturating_sub(50) } else { *clock + rng.random_range(0..20) };
     let at = |rng: &mut StdRng, clock: u64| clock as i64 + rng.random_range(-10i64..60);
     let cmd = match rng.random_range(0..13) {
         0 | 1 => WriteCmd::Set {
             key: key(rng),
             value: value(rng),
-            cond: [
-                SetCondition::Always,
-                SetCondition::IfAbsent,
-                SetCondition::IfPresent,
-            ][rng.random_range(0..3)],
+            cond: [SetCondition::Always, SetCondition::IfAbsent, SetCondition::IfPresent][rng.random_range(0..3)],
             ttl: [SetTtl::Clear, SetTtl::Keep, SetTtl::At(at(rng, *clock))][rng.random_range(0..3)],
             get: rng.random_bool(0.5),
         },
-        2 => WriteCmd::MSetNx {
-            pairs: vec![(key(rng), value(rng)), (key(rng), value(rng))],
-        },
+        2 => WriteCmd::MSetNx { pairs: vec![(key(rng), value(rng)), (key(rng), value(rng))] },
         3 => WriteCmd::GetDel { key: key(rng) },
-        4 => WriteCmd::IncrBy {
-            key: key(rng),
-            delta: [1, -1, i64::MAX, i64::MIN][rng.random_range(0..4)],
-        },
-        5 => WriteCmd::SetRange {
-            key: key(rng),
-            offset: rng.random_range(0..40),
-            value: value(rng),
-            max_len: 64,
-        },
-        6 => WriteCmd::Del {
-            keys: vec![key(rng), key(rng)],
-        },
+        4 => WriteCmd::IncrBy { key: key(rng), delta: [1, -1, i64::MAX, i64::MIN][rng.random_range(0..4)] },
+        5 => WriteCmd::SetRange { key: key(rng), offset: rng.random_range(0..40), value: value(rng), max_len: 64 },
+        6 => WriteCmd::Del { keys: vec![key(rng), key(rng)] },
         7 => WriteCmd::Expire {
             key: key(rng),
             at_ms: at(rng, *clock),
@@ -273,18 +221,10 @@ fn random_op(rng: &mut StdRng, clock: &mut u64, store: &Store) -> Operation {
             },
         },
         8 => WriteCmd::Persist { key: key(rng) },
-        9 => WriteCmd::Rename {
-            src: key(rng),
-            dst: key(rng),
-            nx: rng.random_bool(0.5),
-        },
-        10 => WriteCmd::ExpireKeys {
-            keys: store.expired_keys(*clock, 3),
-        },
+        9 => WriteCmd::Rename { src: key(rng), dst: key(rng), nx: rng.random_bool(0.5) },
+        10 => WriteCmd::ExpireKeys { keys: store.expired_keys(*clock, 3) },
         11 if rng.random_bool(0.1) => WriteCmd::FlushAll,
-        _ => WriteCmd::ExpireKeys {
-            keys: vec![key(rng)],
-        },
+        _ => WriteCmd::ExpireKeys { keys: vec![key(rng)] },
     };
     Operation { at_ms: *clock, cmd }
 }
@@ -305,15 +245,8 @@ fn store_agrees_with_naive_model_and_replicas_agree() {
                 continue; // comparing whole contents every step is slow in debug builds
             }
             let now = model.clock;
-            let contents: BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)> = store
-                .iter(now)
-                .map(|e| {
-                    (
-                        e.key().to_vec(),
-                        (e.as_string().unwrap().to_vec(), e.expire_at()),
-                    )
-                })
-                .collect();
+            let contents: BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)> =
+                store.iter(now).map(|e| (e.key().to_vec(), (e.as_string().unwrap().to_vec(), e.expire_at()))).collect();
             let live: BTreeMap<_, _> = model
                 .data
                 .iter()
@@ -323,10 +256,6 @@ fn store_agrees_with_naive_model_and_replicas_agree() {
             assert_eq!(contents, live, "seed {seed} step {step}");
         }
         assert_consistent(&store);
-        assert_eq!(
-            snapshot(&store),
-            snapshot(&replica),
-            "replicas must write identical snapshots"
-        );
+        assert_eq!(snapshot(&store), snapshot(&replica), "replicas must write identical snapshots");
     }
 }

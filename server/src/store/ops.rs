@@ -200,9 +200,7 @@ impl WriteCmd {
             | WriteCmd::SetRange { key, .. }
             | WriteCmd::Expire { key, .. }
             | WriteCmd::Persist { key } => vec![key],
-            WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => {
-                pairs.iter().map(|(k, _)| k).collect()
-            }
+            WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().map(|(k, _)| k).collect(),
             WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().collect(),
             WriteCmd::Rename { src, dst, .. } => vec![src, dst],
             WriteCmd::FlushAll => Vec::new(),

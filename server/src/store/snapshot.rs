@@ -127,10 +127,7 @@ impl Store {
     pub fn write_snapshot<W: Write>(&self, w: W) -> io::Result<()> {
         let mut entries: Vec<&Entry> = self.shards.iter().flat_map(|s| s.iter()).collect();
         entries.sort_unstable_by(|a, b| a.key().cmp(b.key()));
-        let mut w = CrcWriter {
-            inner: BufWriter::with_capacity(256 * 1024, w),
-            crc: crc32fast::Hasher::new(),
-        };
+        let mut w = CrcWriter { inner: BufWriter::with_capacity(256 * 1024, w), crc: crc32fast::Hasher::new() };
         w.write_all(MAGIC)?;
         w.write_all(&VERSION.to_le_bytes())?;
         w.write_all(&self.clock_ms.to_le_bytes())?;
@@ -157,10 +154,7 @@ impl Store {
     /// Reads a snapshot written by [`Store::write_snapshot`], rejecting bad
     /// magic, unknown versions, corrupt structure and checksum mismatches.
     pub fn read_snapshot<R: Read>(r: R) -> Result<Store, SnapshotError> {
-        let mut r = CrcReader {
-            inner: BufReader::with_capacity(256 * 1024, r),
-            crc: crc32fast::Hasher::new(),
-        };
+        let mut r = CrcReader { inner: BufReader::with_capacity(256 * 1024, r), crc: crc32fast::Hasher::new() };
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
         if &magic != MAGIC {

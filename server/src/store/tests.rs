@@ -15,19 +15,11 @@ fn op(at_ms: u64, cmd: WriteCmd) -> Operation {
 }
 
 fn set(key: &str, value: &str, ttl: SetTtl) -> WriteCmd {
-    WriteCmd::Set {
-        key: b(key),
-        value: b(value),
-        cond: SetCondition::Always,
-        ttl,
-        get: false,
-    }
+    WriteCmd::Set { key: b(key), value: b(value), cond: SetCondition::Always, ttl, get: false }
 }
 
 fn get(store: &Store, key: &str, now: u64) -> Option<Vec<u8>> {
-    store
-        .get(key.as_bytes(), now)
-        .map(|e| e.as_string().unwrap().to_vec())
+    store.get(key.as_bytes(), now).map(|e| e.as_string().unwrap().to_vec())
 }
 
 /// Checks every internal invariant of the store.
@@ -60,21 +52,13 @@ fn snapshot(store: &Store) -> Vec<u8> {
 #[test]
 fn set_get_and_lazy_expiry() {
     let mut store = Store::new();
-    assert_eq!(
-        store.apply(&op(1000, set("k", "v", SetTtl::At(2000)))),
-        Frame::ok()
-    );
+    assert_eq!(store.apply(&op(1000, set("k", "v", SetTtl::At(2000)))), Frame::ok());
     assert_eq!(get(&store, "k", 1999), Some(b"v".to_vec()));
     assert_eq!(get(&store, "k", 2000), None, "expired at exactly expire_at");
     assert_eq!(store.len(), 1, "reads never delete");
     // A write at a later time removes the expired key first: SET NX succeeds.
-    let nx = WriteCmd::Set {
-        key: b("k"),
-        value: b("new"),
-        cond: SetCondition::IfAbsent,
-        ttl: SetTtl::Clear,
-        get: true,
-    };
+    let nx =
+        WriteCmd::Set { key: b("k"), value: b("new"), cond: SetCondition::IfAbsent, ttl: SetTtl::Clear, get: true };
     assert_eq!(store.apply(&op(2000, nx)), Frame::Null);
     assert_eq!(get(&store, "k", 5000), Some(b"new".to_vec()));
     assert_consistent(&store);
@@ -84,17 +68,10 @@ fn set_get_and_lazy_expiry() {
 fn past_deadline_deletes() {
     let mut store = Store::new();
     store.apply(&op(1000, set("k", "v", SetTtl::Clear)));
-    assert_eq!(
-        store.apply(&op(1000, set("k", "v2", SetTtl::At(1000)))),
-        Frame::ok()
-    );
+    assert_eq!(store.apply(&op(1000, set("k", "v2", SetTtl::At(1000)))), Frame::ok());
     assert!(store.is_empty());
     store.apply(&op(1000, set("k", "v", SetTtl::Clear)));
-    let expire = WriteCmd::Expire {
-        key: b("k"),
-        at_ms: -5,
-        cond: ExpireCondition::default(),
-    };
+    let expire = WriteCmd::Expire { key: b("k"), at_ms: -5, cond: ExpireCondition::default() };
     assert_eq!(store.apply(&op(1000, expire)), Frame::Integer(1));
     assert!(store.is_empty());
     assert_consistent(&store);
@@ -109,10 +86,7 @@ fn clock_never_runs_backwards() {
     assert_eq!(store.clock_ms(), 5000);
     store.apply(&op(1000, WriteCmd::ExpireKeys { keys: vec![b("k")] }));
     assert_eq!(store.len(), 2, "not expired at 5000");
-    assert_eq!(
-        store.apply(&op(6000, WriteCmd::ExpireKeys { keys: vec![b("k")] })),
-        Frame::Integer(1)
-    );
+    assert_eq!(store.apply(&op(6000, WriteCmd::ExpireKeys { keys: vec![b("k")] })), Frame::Integer(1));
 }
 
 #[test]
@@ -128,10 +102,7 @@ fn active_sweep_only_deletes_still_expired_keys() {
     assert_eq!(store.expired_keys(999, 1000), Vec::<Bytes>::new());
     // k0 is rewritten without TTL before the sweep is applied: it survives.
     store.apply(&op(1010, set("k0", "again", SetTtl::Clear)));
-    assert_eq!(
-        store.apply(&op(1049, WriteCmd::ExpireKeys { keys: due })),
-        Frame::Integer(49)
-    );
+    assert_eq!(store.apply(&op(1049, WriteCmd::ExpireKeys { keys: due })), Frame::Integer(49));
     assert_eq!(store.len(), 52);
     assert_eq!(get(&store, "k0", 10_000), Some(b"again".to_vec()));
     assert_consistent(&store);
@@ -141,15 +112,8 @@ fn active_sweep_only_deletes_still_expired_keys() {
 fn snapshot_round_trip_and_canonical_bytes() {
     let mut store = Store::new();
     for i in 0..1000 {
-        let ttl = if i % 3 == 0 {
-            SetTtl::At(1_000_000 + i)
-        } else {
-            SetTtl::Clear
-        };
-        store.apply(&op(
-            i as u64,
-            set(&format!("key:{i}"), &"x".repeat(i as usize % 50), ttl),
-        ));
+        let ttl = if i % 3 == 0 { SetTtl::At(1_000_000 + i) } else { SetTtl::Clear };
+        store.apply(&op(i as u64, set(&format!("key:{i}"), &"x".repeat(i as usize % 50), ttl)));
     }
     store.apply(&op(2000, set("binary\0\r\n", "\u{1}\u{2}", SetTtl::Clear)));
     let bytes = snapshot(&store);
@@ -159,17 +123,11 @@ fn snapshot_round_trip_and_canonical_bytes() {
     assert_eq!(restored.clock_ms(), store.clock_ms());
     for entry in store.iter(0) {
         let other = restored.get(entry.key(), 0).unwrap();
-        assert_eq!(
-            (other.value(), other.expire_at()),
-            (entry.value(), entry.expire_at())
-        );
+        assert_eq!((other.value(), other.expire_at()), (entry.value(), entry.expire_at()));
     }
     // Different hash seeds, same contents: the same bytes.
     assert_eq!(snapshot(&restored), bytes);
-    assert_eq!(
-        snapshot(&Store::read_snapshot(&snapshot(&Store::new())[..]).unwrap()),
-        snapshot(&Store::new())
-    );
+    assert_eq!(snapshot(&Store::read_snapshot(&snapshot(&Store::new())[..]).unwrap()), snapshot(&Store::new()));
 }
 
 #[test]
@@ -182,43 +140,25 @@ fn snapshot_corruption_is_detected() {
         for bit in [0x01, 0x80] {
             let mut bad = bytes.clone();
             bad[i] ^= bit;
-            assert!(
-                Store::read_snapshot(&bad[..]).is_err(),
-                "flip of byte {i} undetected"
-            );
+            assert!(Store::read_snapshot(&bad[..]).is_err(), "flip of byte {i} undetected");
         }
     }
     for len in 0..bytes.len() {
-        assert!(
-            Store::read_snapshot(&bytes[..len]).is_err(),
-            "truncation at {len} undetected"
-        );
+        assert!(Store::read_snapshot(&bytes[..len]).is_err(), "truncation at {len} undetected");
     }
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(matches!(
-        Store::read_snapshot(&trailing[..]),
-        Err(SnapshotError::Corrupt(_))
-    ));
+    assert!(matches!(Store::read_snapshot(&trailing[..]), Err(SnapshotError::Corrupt(_))));
     let mut magic = bytes.clone();
     magic[0] = b'X';
-    assert!(matches!(
-        Store::read_snapshot(&magic[..]),
-        Err(SnapshotError::BadMagic)
-    ));
+    assert!(matches!(Store::read_snapshot(&magic[..]), Err(SnapshotError::BadMagic)));
     let mut version = bytes.clone();
     version[8] = 9;
-    assert!(matches!(
-        Store::read_snapshot(&version[..]),
-        Err(SnapshotError::UnsupportedVersion(9))
-    ));
+    assert!(matches!(Store::read_snapshot(&version[..]), Err(SnapshotError::UnsupportedVersion(9))));
     let mut payload = bytes.clone();
     let last = payload.len() - 5; // last value byte
     payload[last] ^= 1;
-    assert!(matches!(
-        Store::read_snapshot(&payload[..]),
-        Err(SnapshotError::Checksum { .. })
-    ));
+    assert!(matches!(Store::read_snapshot(&payload[..]), Err(SnapshotError::Checksum { .. })));
 }
 
 #[test]
@@ -230,10 +170,7 @@ fn snapshot_with_huge_declared_length_fails_without_allocating() {
     bytes.extend_from_slice(&u64::MAX.to_le_bytes()); // count
     bytes.extend_from_slice(&[0, 0]);
     bytes.extend_from_slice(&u32::MAX.to_le_bytes()); // key length
-    assert!(matches!(
-        Store::read_snapshot(&bytes[..]),
-        Err(SnapshotError::Io(_))
-    ));
+    assert!(matches!(Store::read_snapshot(&bytes[..]), Err(SnapshotError::Io(_))));
 }
 
 #[test]
@@ -258,12 +195,7 @@ fn scan_returns_every_stable_key_exactly_once() {
                 if rng.random_bool(0.6) {
                     store.apply(&op(0, set(&key, "v", SetTtl::Clear)));
                 } else {
-                    store.apply(&op(
-                        0,
-                        WriteCmd::Del {
-                            keys: vec![b(&key)],
-                        },
-                    ));
+                    store.apply(&op(0, WriteCmd::Del { keys: vec![b(&key)] }));
                 }
             }
             if next == 0 {
@@ -337,29 +269,14 @@ fn memory_per_small_key() {
 fn wire_format_of_operations_round_trips() {
     let ops = [
         op(1, set("k", "v", SetTtl::At(-3))),
-        op(
-            2,
-            WriteCmd::IncrByFloat {
-                key: b("f"),
-                delta: 1.5,
-            },
-        ),
-        op(
-            3,
-            WriteCmd::MSet {
-                pairs: vec![(b("a"), b("1")), (b("b"), b("2"))],
-            },
-        ),
+        op(2, WriteCmd::IncrByFloat { key: b("f"), delta: 1.5 }),
+        op(3, WriteCmd::MSet { pairs: vec![(b("a"), b("1")), (b("b"), b("2"))] }),
         op(
             4,
             WriteCmd::Expire {
                 key: b("k"),
                 at_ms: 9,
-                cond: ExpireCondition {
-                    xx: true,
-                    lt: true,
-                    ..Default::default()
-                },
+                cond: ExpireCondition { xx: true, lt: true, ..Default::default() },
             },
         ),
         op(5, WriteCmd::ExpireKeys { keys: vec![b("x")] }),

@@ -98,11 +98,7 @@ impl Drop for ThinBytes {
 
 impl std::fmt::Debug for ThinBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ThinBytes({:?})",
-            String::from_utf8_lossy(self.as_slice())
-        )
+        write!(f, "ThinBytes({:?})", String::from_utf8_lossy(self.as_slice()))
     }
 }
 
@@ -135,9 +131,7 @@ mod tests {
 
     #[test]
     fn many_sizes_allocate_and_free() {
-        let values: Vec<ThinBytes> = (0..2000)
-            .map(|n| ThinBytes::from_parts(&[&vec![n as u8; n]]))
-            .collect();
+        let values: Vec<ThinBytes> = (0..2000).map(|n| ThinBytes::from_parts(&[&vec![n as u8; n]])).collect();
         for (n, value) in values.iter().enumerate() {
             assert_eq!(value.as_slice(), &vec![n as u8; n][..]);
         }

@@ -17,11 +17,7 @@ use std::path::Path;
 pub fn write_atomic(path: &Path, payload: &[u8], durable: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
         f.write_all(&crc32fast::hash(payload).to_le_bytes())?;
         f.write_all(payload)?;
         if durable {
@@ -52,10 +48,7 @@ pub fn read_checked(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let (crc, payload) = bytes.split_at(4);
     let expected = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
     if crc32fast::hash(payload) != expected {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: checksum mismatch", path.display()),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: checksum mismatch", path.display())));
     }
     Ok(Some(payload.to_vec()))
 }

@@ -117,13 +117,8 @@ impl LogStore {
         };
 
         let (wal, recovered) = Wal::open(&paths.wal, purged.map(|p| p.index), SEGMENT_MAX_BYTES)?;
-        let mut mem = LogMem {
-            vote,
-            purged,
-            committed,
-            first_index: purged.map_or(0, |p| p.index + 1),
-            ..LogMem::default()
-        };
+        let mut mem =
+            LogMem { vote, purged, committed, first_index: purged.map_or(0, |p| p.index + 1), ..LogMem::default() };
         for (index, payload) in recovered.records {
             let entry: Entry = decode(&payload).map_err(invalid_data)?;
             if entry.log_id.index != index {

@@ -2,8 +2,8 @@
 //! openraft's own storage conformance suite.
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
-use openraft::type_config::TypeConfigExt;
 use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
 use openraft::{EntryPayload, RaftLogReader, StorageError};
 
 use super::LogStore;

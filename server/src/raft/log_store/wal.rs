@@ -83,9 +83,7 @@ impl Wal {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if let Some(num) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")) {
-                let first: u64 = num
-                    .parse()
-                    .map_err(|_| corruption(format!("unexpected WAL file name {name}")))?;
+                let first: u64 = num.parse().map_err(|_| corruption(format!("unexpected WAL file name {name}")))?;
                 names.push((first, entry.path()));
             }
         }

@@ -31,10 +31,15 @@ use crate::raft::TypeConfig;
 /// How long to wait before retrying a write that failed for lack of space.
 const DISK_FULL_RETRY: Duration = Duration::from_millis(250);
 
+/// Encoded `(index, entry)` records of one append call.
+type Records = Vec<(u64, Vec<u8>)>;
+/// Appends waiting for the next fsync, with their completion callbacks.
+type PendingAppends = Vec<(Records, IOFlushed<TypeConfig>)>;
+
 /// A request to the writer thread.
 pub(super) enum WalCmd {
     /// Append encoded entries; fire `callback` once they are durable.
-    Append { records: Vec<(u64, Vec<u8>)>, callback: IOFlushed<TypeConfig> },
+    Append { records: Records, callback: IOFlushed<TypeConfig> },
     /// Remove entries with index >= `from`.
     Truncate { from: u64, done: oneshot::Sender<io::Result<()>> },
     /// Record the purge point durably, then drop segments at or below it.
@@ -69,7 +74,7 @@ pub(super) struct Writer {
 impl Writer {
     /// Runs until every sender is dropped.
     pub fn run(mut self, rx: Receiver<WalCmd>) {
-        let mut pending: Vec<(Vec<(u64, Vec<u8>)>, IOFlushed<TypeConfig>)> = Vec::new();
+        let mut pending: PendingAppends = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
@@ -118,7 +123,7 @@ impl Writer {
     }
 
     /// Writes every pending append, fsyncs once, then fires the callbacks.
-    fn flush_appends(&mut self, pending: &mut Vec<(Vec<(u64, Vec<u8>)>, IOFlushed<TypeConfig>)>) {
+    fn flush_appends(&mut self, pending: &mut PendingAppends) {
         if pending.is_empty() {
             return;
         }

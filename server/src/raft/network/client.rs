@@ -122,7 +122,12 @@ impl PeerClient {
         }
     }
 
-    async fn send_snapshot(&mut self, vote: Vote, snapshot: SnapshotFile, ttl: Duration) -> Result<SnapshotResponse<TypeConfig>, CallError> {
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: SnapshotFile,
+        ttl: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, CallError> {
         let mut file = tokio::fs::File::from_std(snapshot.file);
         let total = file.metadata().await?.len();
         let mut offset = 0u64;
@@ -163,7 +168,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(Request::Vote(rpc), option.soft_ttl()).await {
             Ok(Reply::Vote(r)) => Ok(r),
             Ok(other) => Err(self.rpc_error(RPCTypes::Vote, CallError::Unexpected(format!("{other:?}")))),
@@ -171,7 +180,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         }
     }
 
-    async fn pre_vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(Request::PreVote(rpc), option.soft_ttl()).await {
             Ok(Reply::Vote(r)) => Ok(r),
             Ok(other) => Err(self.rpc_error(RPCTypes::Vote, CallError::Unexpected(format!("{other:?}")))),

@@ -31,12 +31,8 @@ pub async fn serve_raft(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let conn = PeerConnection {
-                    raft: raft.clone(),
-                    my_id,
-                    state_machine: state_machine.clone(),
-                    incoming: None,
-                };
+                let conn =
+                    PeerConnection { raft: raft.clone(), my_id, state_machine: state_machine.clone(), incoming: None };
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     tokio::select! {
@@ -76,7 +72,12 @@ impl PeerConnection {
             while let Some(frame) = framed.next().await {
                 let envelope: Envelope = from_frame(frame?)?;
                 let reply = if envelope.target != self.my_id {
-                    tracing::warn!(expected = envelope.target, actual = self.my_id, from = envelope.from, "refusing raft RPC addressed to another node id");
+                    tracing::warn!(
+                        expected = envelope.target,
+                        actual = self.my_id,
+                        from = envelope.from,
+                        "refusing raft RPC addressed to another node id"
+                    );
                     Reply::Error(WireError::NodeIdMismatch { expected: envelope.target, actual: self.my_id })
                 } else {
                     self.handle(envelope.body).await
@@ -132,10 +133,7 @@ impl PeerConnection {
             .as_mut()
             .ok_or_else(|| io::Error::other(format!("snapshot chunk at offset {offset} without a start")))?;
         if incoming.received != offset {
-            return Err(io::Error::other(format!(
-                "snapshot chunk at offset {offset}, expected {}",
-                incoming.received
-            )));
+            return Err(io::Error::other(format!("snapshot chunk at offset {offset}, expected {}", incoming.received)));
         }
         incoming.file.write_all(data).await?;
         incoming.received += data.len() as u64;
