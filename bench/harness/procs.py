@@ -189,3 +189,27 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def run_tool(name: str, argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
+    """Runs a client tool (redis-benchmark, etcd-load) in a group of its own,
+    killed on timeout or on any exception here; returns (rc, stdout, stderr)."""
+    p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _killpg(p)
+        raise RuntimeError(f"{name} did not finish within {timeout:.0f}s: {' '.join(argv)}")
+    except BaseException:
+        _killpg(p)
+        raise
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _killpg(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()

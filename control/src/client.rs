@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::{
-    AddLearnerRequest, AdminOk, ApiError, ClusterStatus, InitRequest, LeaderInfo, Readiness,
-    SetMembershipRequest, TransferLeaderRequest,
+    AddLearnerRequest, AdminOk, ApiError, ClusterStatus, InitRequest, LeaderInfo, Readiness, SetMembershipRequest,
+    TransferLeaderRequest,
 };
 
 /// Default timeout of status requests (`/healthz`, `/readyz`, `/cluster`, `/leader`).
@@ -90,10 +90,7 @@ impl ClientError {
     /// True for errors that say nothing about the node's state (it may just be down
     /// or slow): the caller should observe again rather than conclude anything.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Unreachable { .. } | ClientError::Timeout { .. }
-        )
+        matches!(self, ClientError::Unreachable { .. } | ClientError::Timeout { .. })
     }
 }
 
@@ -133,10 +130,7 @@ impl AdminClient {
 
     /// A client for another node, sharing pool, token and timeouts.
     pub fn for_addr(&self, addr: impl Into<String>) -> Self {
-        Self {
-            addr: addr.into(),
-            ..self.clone()
-        }
+        Self { addr: addr.into(), ..self.clone() }
     }
 
     /// The `host:port` this client talks to.
@@ -146,9 +140,7 @@ impl AdminClient {
 
     /// `GET /healthz`: Ok while the process serves HTTP.
     pub async fn health(&self) -> Result<(), ClientError> {
-        let resp = self
-            .send(Method::GET, "/healthz", None::<&()>, false)
-            .await?;
+        let resp = self.send(Method::GET, "/healthz", None::<&()>, false).await?;
         let resp = self.check(resp).await?;
         // Drain the body so the connection returns to the pool.
         resp.bytes().await.map_err(|e| self.transport(e, false))?;
@@ -157,9 +149,7 @@ impl AdminClient {
 
     /// `GET /readyz`. Both 200 and 503 carry a [`Readiness`]; only other statuses fail.
     pub async fn ready(&self) -> Result<Readiness, ClientError> {
-        let resp = self
-            .send(Method::GET, "/readyz", None::<&()>, false)
-            .await?;
+        let resp = self.send(Method::GET, "/readyz", None::<&()>, false).await?;
         if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
             return self.decode(resp).await;
         }
@@ -179,37 +169,29 @@ impl AdminClient {
 
     /// `POST /admin/init`: bootstrap a new cluster on this node.
     pub async fn init(&self, req: &InitRequest) -> Result<AdminOk, ClientError> {
-        self.call(Method::POST, "/admin/init", Some(req), true)
-            .await
+        self.call(Method::POST, "/admin/init", Some(req), true).await
     }
 
     /// `POST /admin/learners` (on the leader). Uses the long timeout: with
     /// `blocking: true` the server replies only once the learner caught up.
     pub async fn add_learner(&self, req: &AddLearnerRequest) -> Result<AdminOk, ClientError> {
-        self.call(Method::POST, "/admin/learners", Some(req), true)
-            .await
+        self.call(Method::POST, "/admin/learners", Some(req), true).await
     }
 
     /// `POST /admin/membership` (on the leader): set the voter set. Long timeout: the
     /// joint config must commit on both majorities.
     pub async fn set_membership(&self, req: &SetMembershipRequest) -> Result<AdminOk, ClientError> {
-        self.call(Method::POST, "/admin/membership", Some(req), true)
-            .await
+        self.call(Method::POST, "/admin/membership", Some(req), true).await
     }
 
     /// `POST /admin/transfer-leader` (on the leader).
-    pub async fn transfer_leader(
-        &self,
-        req: &TransferLeaderRequest,
-    ) -> Result<AdminOk, ClientError> {
-        self.call(Method::POST, "/admin/transfer-leader", Some(req), true)
-            .await
+    pub async fn transfer_leader(&self, req: &TransferLeaderRequest) -> Result<AdminOk, ClientError> {
+        self.call(Method::POST, "/admin/transfer-leader", Some(req), true).await
     }
 
     /// `POST /admin/snapshot`: build a snapshot now (long timeout).
     pub async fn snapshot(&self) -> Result<AdminOk, ClientError> {
-        self.call(Method::POST, "/admin/snapshot", None::<&()>, true)
-            .await
+        self.call(Method::POST, "/admin/snapshot", None::<&()>, true).await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -232,15 +214,8 @@ impl AdminClient {
         body: Option<&B>,
         admin: bool,
     ) -> Result<reqwest::Response, ClientError> {
-        let timeout = if admin {
-            self.long_timeout
-        } else {
-            self.timeout
-        };
-        let mut req = self
-            .http
-            .request(method, format!("http://{}{}", self.addr, path))
-            .timeout(timeout);
+        let timeout = if admin { self.long_timeout } else { self.timeout };
+        let mut req = self.http.request(method, format!("http://{}{}", self.addr, path)).timeout(timeout);
         if admin {
             if let Some(token) = &self.token {
                 req = req.bearer_auth(token);
@@ -261,17 +236,10 @@ impl AdminClient {
         if e.is_timeout() {
             ClientError::Timeout {
                 addr: self.addr.clone(),
-                timeout: if admin {
-                    self.long_timeout
-                } else {
-                    self.timeout
-                },
+                timeout: if admin { self.long_timeout } else { self.timeout },
             }
         } else {
-            ClientError::Unreachable {
-                addr: self.addr.clone(),
-                detail: error_chain(&e),
-            }
+            ClientError::Unreachable { addr: self.addr.clone(), detail: error_chain(&e) }
         }
     }
 
@@ -290,23 +258,10 @@ impl AdminClient {
         let addr = self.addr.clone();
         Err(match status {
             StatusCode::UNAUTHORIZED => ClientError::Unauthorized { addr },
-            StatusCode::MISDIRECTED_REQUEST => ClientError::NotLeader {
-                addr,
-                leader: error.leader,
-            },
-            _ if error.code == "not_leader" => ClientError::NotLeader {
-                addr,
-                leader: error.leader,
-            },
-            StatusCode::CONFLICT => ClientError::Conflict {
-                addr,
-                error: Box::new(error),
-            },
-            _ => ClientError::Api {
-                addr,
-                status: status.as_u16(),
-                error: Box::new(error),
-            },
+            StatusCode::MISDIRECTED_REQUEST => ClientError::NotLeader { addr, leader: error.leader },
+            _ if error.code == "not_leader" => ClientError::NotLeader { addr, leader: error.leader },
+            StatusCode::CONFLICT => ClientError::Conflict { addr, error: Box::new(error) },
+            _ => ClientError::Api { addr, status: status.as_u16(), error: Box::new(error) },
         })
     }
 
@@ -314,10 +269,7 @@ impl AdminClient {
         let bytes = resp.bytes().await.map_err(|e| self.transport(e, false))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             addr: self.addr.clone(),
-            detail: format!(
-                "{e}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            ),
+            detail: format!("{e}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])),
         })
     }
 }

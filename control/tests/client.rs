@@ -78,11 +78,7 @@ async fn fake(
 fn status_json() -> String {
     let st = ClusterStatus {
         node_id: 7,
-        addr: NodeAddr {
-            raft_addr: "h:1".into(),
-            resp_addr: "h:2".into(),
-            http_addr: "h:3".into(),
-        },
+        addr: NodeAddr { raft_addr: "h:1".into(), resp_addr: "h:2".into(), http_addr: "h:3".into() },
         role: Role::Leader,
         term: 3,
         leader_id: Some(7),
@@ -122,27 +118,13 @@ async fn admin_calls_send_bearer_token_and_json_body() {
     let (addr, mut rx) = fake(|_| Some((200, r#"{"ok":true,"log_index":5}"#.into()))).await;
     let c = AdminClient::new(addr, Some("s3cret".into()));
     let ok = c
-        .set_membership(&SetMembershipRequest {
-            voters: vec![1, 2],
-            retain: false,
-            remove_learners: vec![4],
-        })
+        .set_membership(&SetMembershipRequest { voters: vec![1, 2], retain: false, remove_learners: vec![4] })
         .await
         .unwrap();
     assert_eq!(ok.log_index, Some(5));
     let seen = rx.recv().await.unwrap();
-    assert!(
-        seen.head.starts_with("POST /admin/membership"),
-        "{}",
-        seen.head
-    );
-    assert!(
-        seen.head
-            .to_ascii_lowercase()
-            .contains("authorization: bearer s3cret"),
-        "{}",
-        seen.head
-    );
+    assert!(seen.head.starts_with("POST /admin/membership"), "{}", seen.head);
+    assert!(seen.head.to_ascii_lowercase().contains("authorization: bearer s3cret"), "{}", seen.head);
     let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
     assert_eq!(body["voters"], serde_json::json!([1, 2]));
     assert_eq!(body["remove_learners"], serde_json::json!([4]));
@@ -166,33 +148,13 @@ async fn classifies_errors() {
         _ => None,
     })
     .await;
-    let c = AdminClient::new(addr, None)
-        .with_timeouts(Duration::from_millis(300), Duration::from_millis(300));
-    assert!(matches!(
-        c.init(&InitRequest::default()).await,
-        Err(ClientError::Unauthorized { .. })
-    ));
-    match c
-        .add_learner(&AddLearnerRequest {
-            node_id: 1,
-            addr: NodeAddr::default(),
-            blocking: true,
-        })
-        .await
-    {
-        Err(ClientError::NotLeader {
-            leader: Some(l), ..
-        }) => assert_eq!(l.leader_id, Some(3)),
+    let c = AdminClient::new(addr, None).with_timeouts(Duration::from_millis(300), Duration::from_millis(300));
+    assert!(matches!(c.init(&InitRequest::default()).await, Err(ClientError::Unauthorized { .. })));
+    match c.add_learner(&AddLearnerRequest { node_id: 1, addr: NodeAddr::default(), blocking: true }).await {
+        Err(ClientError::NotLeader { leader: Some(l), .. }) => assert_eq!(l.leader_id, Some(3)),
         other => panic!("{other:?}"),
     }
-    match c
-        .set_membership(&SetMembershipRequest {
-            voters: vec![1],
-            retain: false,
-            remove_learners: vec![],
-        })
-        .await
-    {
+    match c.set_membership(&SetMembershipRequest { voters: vec![1], retain: false, remove_learners: vec![] }).await {
         Err(ClientError::Conflict { error, .. }) => assert_eq!(error.message, "busy"),
         other => panic!("{other:?}"),
     }
@@ -229,9 +191,7 @@ fn wire_defaults_stay_compatible() {
     assert!(m.remove_learners.is_empty() && !m.retain);
     let s = serde_json::to_string(&m).unwrap();
     assert!(!s.contains("remove_learners"), "{s}");
-    let a: AddLearnerRequest = serde_json::from_str(
-        r#"{"node_id":1,"addr":{"raft_addr":"a","resp_addr":"b","http_addr":"c"}}"#,
-    )
-    .unwrap();
+    let a: AddLearnerRequest =
+        serde_json::from_str(r#"{"node_id":1,"addr":{"raft_addr":"a","resp_addr":"b","http_addr":"c"}}"#).unwrap();
     assert!(a.blocking);
 }

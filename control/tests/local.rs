@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use seshat_control::driver::Workload;
-use seshat_control::local::{
-    binary_identity, free_port_bases, LocalCluster, LocalConfig, NodeState,
-};
+use seshat_control::local::{binary_identity, free_port_bases, LocalCluster, LocalConfig, NodeState};
 
 /// A fake `seshat`: logs its arguments, exits 0 on SIGTERM (or ignores it).
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -20,8 +18,7 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-const POLITE: &str =
-    "echo \"args: $@\"\ntrap 'echo got-term; exit 0' TERM\nwhile true; do sleep 0.05; done";
+const POLITE: &str = "echo \"args: $@\"\ntrap 'echo got-term; exit 0' TERM\nwhile true; do sleep 0.05; done";
 const STUBBORN: &str = "trap '' TERM\necho ready\nwhile true; do sleep 0.05; done";
 
 fn cluster(dir: &Path, binary: PathBuf) -> LocalCluster {
@@ -95,14 +92,7 @@ async fn spawns_nodes_with_the_serve_contract_and_observes_them() {
         assert_eq!(s.addr, c.addr(s.ordinal));
     }
     // Ports are base + ordinal.
-    let base: u16 = c
-        .addr(0)
-        .http_addr
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let base: u16 = c.addr(0).http_addr.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(c.addr(2).http_addr, format!("127.0.0.1:{}", base + 2));
 
     // Scale down stops the removed ordinals gracefully.
@@ -148,17 +138,12 @@ async fn stop_kill_pause_restart_wipe_and_delete() {
     std::fs::write(dir1.join("node_id"), "42").unwrap();
     std::fs::create_dir_all(dir1.join("raft/log")).unwrap();
     c.wipe_node(1).await.unwrap();
-    let left: Vec<_> = std::fs::read_dir(&dir1)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let left: Vec<_> =
+        std::fs::read_dir(&dir1).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(left, vec!["server.log".to_string()]);
 
     // Restart on a new binary: new version in the observation.
-    let v2 = c
-        .set_binary(script(tmp.path(), "seshat-v2", POLITE))
-        .await
-        .unwrap();
+    let v2 = c.set_binary(script(tmp.path(), "seshat-v2", POLITE)).await.unwrap();
     c.restart_node(2).await.unwrap();
     let ws = c.observe().await.unwrap();
     assert_eq!(ws.slots[2].version.as_deref(), Some(v2.as_str()));
@@ -183,10 +168,7 @@ async fn sigterm_ignored_escalates_to_sigkill() {
     let started = std::time::Instant::now();
     c.stop_node(0).await.unwrap();
     assert!(!alive(pid));
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "grace respected"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(300), "grace respected");
 }
 
 #[tokio::test]
@@ -201,9 +183,7 @@ async fn reap_reports_nodes_that_exit_on_their_own() {
         reaped.extend(c.reap().await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(reaped
-        .iter()
-        .all(|(_, s)| s.and_then(|s| s.code()) == Some(3)));
+    assert!(reaped.iter().all(|(_, s)| s.and_then(|s| s.code()) == Some(3)));
     assert_eq!(c.exited_nodes().await, vec![0, 1]);
 }
 

@@ -157,3 +157,116 @@ impl ActionReason for Plan {
         self.action.action_reason()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seshat_control::api::{ClusterStatus, Member, Membership};
+    use seshat_control::planner::{plan, Desired, Slot};
+
+    const IDS: [u64; 3] = [11, 22, 33];
+
+    fn names() -> Names {
+        Names::new("demo", "prod", "cluster.local")
+    }
+
+    fn node(ordinal: u32, leader: u32) -> ClusterStatus {
+        let n = names();
+        let membership = Membership {
+            voters: (0..3).map(|o| Member { id: IDS[o as usize], addr: n.node_addr(o) }).collect(),
+            learners: vec![],
+            log_index: Some(3),
+            joint: false,
+        };
+        let is_leader = ordinal == leader;
+        ClusterStatus {
+            node_id: IDS[ordinal as usize],
+            addr: n.node_addr(ordinal),
+            role: if is_leader { Role::Leader } else { Role::Follower },
+            term: 2,
+            leader_id: Some(IDS[leader as usize]),
+            last_log_index: Some(40),
+            last_applied: Some(40),
+            committed: Some(40),
+            snapshot_index: None,
+            purged_index: None,
+            membership,
+            replication: if is_leader { IDS.iter().map(|id| (*id, Some(40))).collect() } else { Default::default() },
+            version: "0.1.0".into(),
+        }
+    }
+
+    fn cluster() -> SeshatCluster {
+        let mut c: SeshatCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "seshat.io/v1alpha1", "kind": "SeshatCluster",
+            "metadata": {"name": "demo", "namespace": "prod", "generation": 4},
+            "spec": {"image": "seshat:1", "replicas": 3}
+        }))
+        .unwrap();
+        c.status = None;
+        c
+    }
+
+    fn observed(reachable: &[u32]) -> Observed {
+        let n = names();
+        let slots = (0..3)
+            .map(|o| {
+                let mut s = Slot::absent(o, n.node_addr(o));
+                s.exists = true;
+                s.volume = true;
+                s.version = Some("rev".into());
+                if reachable.contains(&o) {
+                    s.ready = true;
+                    s.status = Some(node(o, 1));
+                }
+                s
+            })
+            .collect();
+        Observed { workload_replicas: 3, slots, initialized_before: true }
+    }
+
+    #[test]
+    fn healthy_cluster_is_running_with_its_leader() {
+        let o = observed(&[0, 1, 2]);
+        let p = plan(&Desired::new(3, "rev"), &o);
+        assert_eq!(p.action, Action::Done);
+        let s = build(&cluster(), &names(), &o, &p, None, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.phase, Some(Phase::Running));
+        assert_eq!(s.ready.as_deref(), Some("3/3"));
+        assert_eq!(s.leader, Some(LeaderStatus { pod: "demo-1".into(), node_id: "22".into() }));
+        assert_eq!(s.members.len(), 3);
+        assert!(s.members.iter().all(|m| m.healthy && m.applied_index == Some(40)));
+        assert_eq!(s.members[1].role, "leader");
+        assert_eq!(s.observed_generation, Some(4));
+        let by_type = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().status.clone();
+        assert_eq!((by_type(AVAILABLE), by_type(PROGRESSING), by_type(DEGRADED)), ("True".into(), "False".into(), "False".into()));
+    }
+
+    #[test]
+    fn failed_action_degrades_and_transition_times_are_kept() {
+        let o = observed(&[0, 1, 2]);
+        let p = plan(&Desired::new(3, "rev"), &o);
+        let mut c = cluster();
+        let first = build(&c, &names(), &o, &p, None, Timestamp::UNIX_EPOCH);
+        c.status = Some(first.clone());
+        let later = Timestamp::UNIX_EPOCH.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap();
+        let same = build(&c, &names(), &o, &p, None, later);
+        assert_eq!(same.conditions, first.conditions, "unchanged conditions keep their transition time");
+        let failed = build(&c, &names(), &o, &p, Some("boom"), later);
+        assert_eq!(failed.phase, Some(Phase::Degraded));
+        let degraded = failed.conditions.iter().find(|c| c.type_ == DEGRADED).unwrap();
+        assert_eq!((degraded.status.as_str(), degraded.last_transition_time.0), ("True", later));
+        assert!(degraded.message.contains("boom"));
+    }
+
+    #[test]
+    fn unreachable_member_is_unhealthy_and_unknown() {
+        let o = observed(&[0, 1]);
+        let p = plan(&Desired::new(3, "rev"), &o);
+        let s = build(&cluster(), &names(), &o, &p, None, Timestamp::UNIX_EPOCH);
+        assert_eq!(s.ready.as_deref(), Some("2/3"));
+        assert_eq!(s.members[2].role, "unknown");
+        assert!(!s.members[2].healthy);
+        assert_eq!(s.members[2].node_id, None);
+    }
+}

@@ -2,7 +2,6 @@
 //! (observe the StatefulSet, its pods and PVCs; size the StatefulSet; restart a pod;
 //! delete a PVC).
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -130,10 +129,4 @@ impl Workload for KubeWorkload<'_> {
         delete_ignore_missing(&api, &self.owner.names.pvc(ordinal)).await.map_err(WorkloadError::new)?;
         Ok(())
     }
-}
-
-/// Ordinal → pod, for the pods of one observation.
-pub fn pods_by_ordinal<'p>(owner: &Owner<'_>, pods: &'p [Pod]) -> BTreeMap<u32, &'p Pod> {
-    let prefix = owner.names.statefulset();
-    pods.iter().filter_map(|p| Some((owner.names.ordinal_of(&prefix, &p.name_any())?, p))).collect()
 }

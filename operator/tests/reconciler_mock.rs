@@ -81,7 +81,9 @@ fn context() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), Reporter { controller: "seshat-operator".into(), instance: Some("op-0".into()) });
-    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), Config::default());
+    // Pods in these tests have unresolvable DNS names: fail their probes fast.
+    let config = Config { node_timeout: Duration::from_millis(300), ..Config::default() };
+    let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), config);
     (Arc::new(ctx), handle)
 }
 

@@ -39,58 +39,32 @@ fn loaded_store() -> Store {
 fn apply(c: &mut Criterion) {
     let sets: Vec<Operation> = (0..KEYS).map(set_op).collect();
     let incrs: Vec<Operation> = (0..KEYS)
-        .map(|i| Operation {
-            at_ms: NOW,
-            cmd: WriteCmd::IncrBy {
-                key: Bytes::from(format!("counter:{i}")),
-                delta: 1,
-            },
-        })
+        .map(|i| Operation { at_ms: NOW, cmd: WriteCmd::IncrBy { key: Bytes::from(format!("counter:{i}")), delta: 1 } })
         .collect();
     let mut group = c.benchmark_group("apply");
     group.throughput(Throughput::Elements(KEYS as u64));
     group.bench_function("set_new_keys", |b| {
         b.iter_batched_ref(
             Store::new,
-            |store| {
-                sets.iter()
-                    .map(|op| store.apply(op))
-                    .filter(|r| r.is_error())
-                    .count()
-            },
+            |store| sets.iter().map(|op| store.apply(op)).filter(|r| r.is_error()).count(),
             BatchSize::LargeInput,
         )
     });
     let mut store = loaded_store();
     group.bench_function("set_overwrite", |b| {
-        b.iter(|| {
-            sets.iter()
-                .map(|op| store.apply(op))
-                .filter(|r| r.is_error())
-                .count()
-        })
+        b.iter(|| sets.iter().map(|op| store.apply(op)).filter(|r| r.is_error()).count())
     });
     let mut store = Store::new();
-    group.bench_function("incr", |b| {
-        b.iter(|| {
-            incrs
-                .iter()
-                .map(|op| store.apply(op))
-                .filter(|r| r.is_error())
-                .count()
-        })
-    });
+    group
+        .bench_function("incr", |b| b.iter(|| incrs.iter().map(|op| store.apply(op)).filter(|r| r.is_error()).count()));
     group.finish();
 }
 
 fn request_path(c: &mut Criterion) {
     let limits = Limits::default();
-    let set_args: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| vec![Bytes::from("SET"), key(i), Bytes::from(format!("{i:032}"))])
-        .collect();
-    let get_args: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| vec![Bytes::from("GET"), key(i)])
-        .collect();
+    let set_args: Vec<Vec<Bytes>> =
+        (0..KEYS).map(|i| vec![Bytes::from("SET"), key(i), Bytes::from(format!("{i:032}"))]).collect();
+    let get_args: Vec<Vec<Bytes>> = (0..KEYS).map(|i| vec![Bytes::from("GET"), key(i)]).collect();
     let mut group = c.benchmark_group("request");
     group.throughput(Throughput::Elements(KEYS as u64));
     let mut store = loaded_store();
@@ -98,9 +72,7 @@ fn request_path(c: &mut Criterion) {
         b.iter(|| {
             let mut errors = 0;
             for args in &set_args {
-                let Ok(Parsed::Write(cmd)) = parse(args, &limits, NOW) else {
-                    panic!("SET parses")
-                };
+                let Ok(Parsed::Write(cmd)) = parse(args, &limits, NOW) else { panic!("SET parses") };
                 errors += usize::from(store.apply(&Operation { at_ms: NOW, cmd }).is_error());
             }
             errors
@@ -111,13 +83,8 @@ fn request_path(c: &mut Criterion) {
         b.iter(|| {
             let mut found = 0;
             for args in &get_args {
-                let Ok(Parsed::Read(cmd)) = parse(args, &limits, NOW) else {
-                    panic!("GET parses")
-                };
-                found += usize::from(!matches!(
-                    execute_read(&cmd, &store, NOW),
-                    seshat_server::resp::Frame::Null
-                ));
+                let Ok(Parsed::Read(cmd)) = parse(args, &limits, NOW) else { panic!("GET parses") };
+                found += usize::from(!matches!(execute_read(&cmd, &store, NOW), seshat_server::resp::Frame::Null));
             }
             found
         })

@@ -17,9 +17,7 @@ fn pipeline() -> Vec<u8> {
         let key = format!("key:{i:012}");
         if i % 2 == 0 {
             let value = format!("{i:032}");
-            out.extend_from_slice(
-                format!("*3\r\n$3\r\nSET\r\n$16\r\n{key}\r\n$32\r\n{value}\r\n").as_bytes(),
-            );
+            out.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n$16\r\n{key}\r\n$32\r\n{value}\r\n").as_bytes());
         } else {
             out.extend_from_slice(format!("*2\r\n$3\r\nGET\r\n$16\r\n{key}\r\n").as_bytes());
         }
@@ -33,12 +31,7 @@ fn decode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("pipelined_set_get", |b| {
         b.iter_batched_ref(
-            || {
-                (
-                    RequestDecoder::new(DecoderLimits::default()),
-                    BytesMut::from(&wire[..]),
-                )
-            },
+            || (RequestDecoder::new(DecoderLimits::default()), BytesMut::from(&wire[..])),
             |(decoder, buf)| {
                 let mut n = 0;
                 while let Some(args) = decoder.decode(buf).expect("valid input") {
@@ -72,15 +65,8 @@ fn decode(c: &mut Criterion) {
 
 fn encode_replies(c: &mut Criterion) {
     let value = Bytes::from(vec![b'v'; 32]);
-    let replies: Vec<Frame> = (0..BATCH)
-        .map(|i| {
-            if i % 2 == 0 {
-                Frame::ok()
-            } else {
-                Frame::Bulk(value.clone())
-            }
-        })
-        .collect();
+    let replies: Vec<Frame> =
+        (0..BATCH).map(|i| if i % 2 == 0 { Frame::ok() } else { Frame::Bulk(value.clone()) }).collect();
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(BATCH as u64));
     for proto in [Protocol::Resp2, Protocol::Resp3] {

@@ -20,6 +20,8 @@ use crate::raft::{NodeAddr, NodeId, RaftNode, RaftNodeConfig};
 use crate::resp::DecoderLimits;
 use crate::store::WriteCmd;
 
+/// Largest single request a client may send (all arguments together).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
 /// How often the leader looks for expired keys to delete.
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// Keys deleted per sweep entry (bounds one log entry's size).
@@ -71,6 +73,7 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 
 /// Runs a server until SIGINT/SIGTERM.
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    raise_fd_limit(cfg.max_clients);
     let resp_listener = bind(cfg.resp_addr, "RESP").await?;
     let http_listener = bind(cfg.http_addr, "HTTP").await?;
     let raft_listener = bind(cfg.raft_addr, "Raft").await?;
@@ -102,6 +105,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         // A request holds at most one value plus the key and command name;
         // MSET-style commands hold many, bounded by the multibulk limit.
         max_bulk_len: cfg.limits.max_value_bytes.max(cfg.limits.max_key_bytes).max(64 << 10) + 1024,
+        // One request (e.g. a huge MSET) may buffer at most this much; it
+        // bounds what a slow or hostile client can make the server hold.
+        max_request_bytes: MAX_REQUEST_BYTES,
         ..DecoderLimits::default()
     };
     let mut ctx = ConnContext::new(
@@ -143,6 +149,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     node.shutdown().await;
     let _ = http.await;
     Ok(())
+}
+
+/// Raises the soft open-files limit towards the hard one: every client
+/// connection is a descriptor, and the common default soft limit (1024) is far
+/// below `--max-clients`.
+fn raise_fd_limit(max_clients: usize) {
+    let wanted = (max_clients as u64).saturating_add(1024);
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => {
+            tracing::warn!(limit = got, wanted, "open-files limit is below --max-clients; raise the hard limit (ulimit -Hn)")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
 }
 
 async fn wait_for_signal() {

@@ -30,6 +30,11 @@ pub enum FaultKind {
     /// Remove a follower from the voters, wipe it, bring it back with a new
     /// Raft id as a learner and promote it again, all under load.
     MembershipChange,
+    /// Add a brand-new node (learner, then voter), then remove it again and
+    /// retire it: the voter set grows and shrinks under load.
+    AddRemoveNode,
+    /// SIGKILL every node at once, restart them all after the hold.
+    KillAll,
     /// Split the nodes into a random majority and minority (namespaces only).
     PartitionHalves,
     /// Cut the leader off from every other node (namespaces only).
@@ -38,12 +43,14 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillRandom,
         FaultKind::KillLeader,
         FaultKind::PauseLeader,
         FaultKind::TransferLeader,
         FaultKind::MembershipChange,
+        FaultKind::AddRemoveNode,
+        FaultKind::KillAll,
         FaultKind::PartitionHalves,
         FaultKind::IsolateLeader,
     ];
@@ -243,7 +250,9 @@ impl Nemesis {
             .wait_for_leader(self.cfg.recovery_timeout)
             .await
             .map_err(|e| ("no leader before fault".to_string(), e))?;
-        let running: Vec<usize> = (0..c.len()).filter(|&i| c.node(i).is_running()).collect();
+        let running: Vec<usize> = (0..c.len())
+            .filter(|&i| c.node(i).is_running() && !c.node(i).is_retired())
+            .collect();
         macro_rules! try_ {
             ($detail:expr, $e:expr) => {
                 $e.map_err(|e| ($detail.clone(), e))?
@@ -288,6 +297,30 @@ impl Nemesis {
                 try_!(d, c.spawn(v));
                 try_!(d, c.add_learner(v).await);
                 try_!(d, c.set_voters(&voters).await);
+                Ok(d)
+            }
+            FaultKind::AddRemoveNode => {
+                let voters = try_!("membership".to_string(), c.voters().await);
+                let d = "add a new node as learner, promote it, then remove and retire it".to_string();
+                let new = try_!(d, c.add_node());
+                try_!(d, c.add_learner(new).await);
+                let mut grown = voters.clone();
+                grown.push(new);
+                try_!(d, c.set_voters(&grown).await);
+                tokio::time::sleep(hold / 2).await;
+                try_!(d, c.set_voters(&voters).await);
+                try_!(d, c.retire(new));
+                Ok(format!("node {new} added as voter, then removed ({d})"))
+            }
+            FaultKind::KillAll => {
+                let d = format!("kill -9 all {} nodes for {hold:.1?}", running.len());
+                for &i in &running {
+                    try_!(d, c.kill(i));
+                }
+                tokio::time::sleep(hold).await;
+                for &i in &running {
+                    try_!(d, c.spawn(i));
+                }
                 Ok(d)
             }
             FaultKind::PartitionHalves => {

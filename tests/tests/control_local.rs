@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use redis::aio::MultiplexedConnection;
-use seshat_control::api::NodeId;
+use seshat_control::api::{AddLearnerRequest, NodeId};
 use seshat_control::client::AdminClient;
 use seshat_control::driver::{Driver, Workload};
 use seshat_control::local::{free_port_bases, run_local, LocalCluster, LocalConfig, NodeState};
@@ -28,8 +28,7 @@ const PHASE: Duration = Duration::from_secs(120);
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "seshat_control=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "seshat_control=info".into()),
         )
         .with_test_writer()
         .try_init();
@@ -55,46 +54,64 @@ impl Harness {
         cfg.admin_token = Some(TOKEN.into());
         cfg.stop_grace = Duration::from_secs(5);
         let cluster = Arc::new(LocalCluster::new(cfg)?);
-        let driver = Driver::new(
-            cluster.clone(),
-            AdminClient::new(String::new(), Some(TOKEN.into())),
-        );
-        Ok(Self {
-            _dir: dir,
-            cluster,
-            driver,
-        })
+        let driver = Driver::new(cluster.clone(), AdminClient::new(String::new(), Some(TOKEN.into())));
+        Ok(Self { _dir: dir, cluster, driver })
+    }
+
+    /// Ordinal of the current leader (the cluster must be converged).
+    async fn leader_ordinal(&self, desired: &Desired) -> Result<u32> {
+        let plan = planner::plan(desired, &self.driver.observe().await?);
+        Ok(plan.view.leader.context("no leader")?.ordinal)
     }
 
     fn resp_addrs(&self, n: u32) -> Vec<String> {
         (0..n).map(|i| self.cluster.addr(i).resp_addr).collect()
     }
 
-    /// Reconciles to `desired`, returning the planner actions taken (for assertions).
-    async fn converge(&self, desired: &Desired) -> Result<()> {
+    /// Reconciles to `desired` step by step (observe → plan → execute, polling
+    /// while the planner waits), returning the actions executed, in order.
+    async fn converge(&self, desired: &Desired) -> Result<Vec<Action>> {
         let started = Instant::now();
-        self.driver
-            .reconcile_until_done(desired, Instant::now() + PHASE)
-            .await
-            .with_context(|| format!("reconcile to {} replicas", desired.replicas))?;
+        let deadline = started + PHASE;
+        let mut done = vec![];
+        let mut last = String::new();
+        loop {
+            ensure!(
+                Instant::now() < deadline,
+                "no convergence to {} replicas within {PHASE:?}; last: {last}; executed: {done:?}",
+                desired.replicas
+            );
+            match self.driver.step(desired).await {
+                Ok(out) => {
+                    last = out.plan.action.to_string();
+                    match out.plan.action {
+                        Action::Done => break,
+                        Action::Wait { .. } | Action::Degraded { .. } => {}
+                        action => {
+                            done.push(action);
+                            continue;
+                        }
+                    }
+                }
+                // Nodes restart and leaders change under the driver: retry.
+                Err(e) => last = format!("error: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         eprintln!(
-            "converged to {} replicas ({}) in {:?}",
+            "converged to {} replicas in {:?}: {}",
             desired.replicas,
-            desired.version,
-            started.elapsed()
+            started.elapsed(),
+            done.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; ")
         );
-        Ok(())
+        Ok(done)
     }
 
     /// The voters and the id of each ordinal, from a fresh observation.
     async fn voters(&self, desired: &Desired) -> Result<(Vec<NodeId>, Vec<Option<NodeId>>)> {
         let observed = self.driver.observe().await?;
         let plan = planner::plan(desired, &observed);
-        ensure!(
-            plan.action == Action::Done,
-            "not converged: {}",
-            plan.action
-        );
+        ensure!(plan.action == Action::Done, "not converged: {}", plan.action);
         let ids = observed.slots.iter().map(|s| s.node_id()).collect();
         Ok((plan.view.voters(), ids))
     }
@@ -111,13 +128,7 @@ struct Writer {
 
 async fn connect(addr: &str) -> Option<MultiplexedConnection> {
     let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
-    tokio::time::timeout(
-        Duration::from_secs(1),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .ok()?
-    .ok()
+    tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await.ok()?.ok()
 }
 
 impl Writer {
@@ -167,12 +178,8 @@ impl Writer {
     /// accepts writes now.
     async fn await_progress(&self, more: u64) -> Result<()> {
         let target = self.acked() + more;
-        poll(
-            Duration::from_secs(30),
-            "writes to make progress",
-            || async { (self.acked() >= target).then_some(()) },
-        )
-        .await?;
+        poll(Duration::from_secs(30), "writes to make progress", || async { (self.acked() >= target).then_some(()) })
+            .await?;
         Ok(())
     }
 
@@ -195,8 +202,7 @@ async fn verify_acked(addrs: &[String], acked: &[u64]) -> Result<()> {
     let mut conn = conn.context("no node accepts connections")?;
     for chunk in acked.chunks(500) {
         let keys: Vec<String> = chunk.iter().map(|s| format!("w:{s}")).collect();
-        let values: Vec<Option<String>> =
-            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         for (seq, v) in chunk.iter().zip(values) {
             if v.as_deref() != Some(seq.to_string().as_str()) {
                 bail!("acknowledged write w:{seq} lost: read {v:?}");
@@ -206,6 +212,13 @@ async fn verify_acked(addrs: &[String], acked: &[u64]) -> Result<()> {
     Ok(())
 }
 
+/// The actions' kinds, with consecutive repeats (a retried step) collapsed.
+fn kinds(actions: &[Action]) -> Vec<&'static str> {
+    let mut k: Vec<&'static str> = actions.iter().map(Action::kind).collect();
+    k.dedup();
+    k
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn create_scale_replace_upgrade_without_losing_acknowledged_writes() -> Result<()> {
     let h = Harness::new()?;
@@ -213,7 +226,9 @@ async fn create_scale_replace_upgrade_without_losing_acknowledged_writes() -> Re
 
     // Create 3: grow to 3 processes, bootstrap node 0 alone, add + promote 1 and 2.
     let three = Desired::new(3, v1.clone());
-    h.converge(&three).await?;
+    let steps = h.converge(&three).await?;
+    assert_eq!(kinds(&steps), ["scale_workload", "bootstrap", "add_learner", "promote", "add_learner", "promote"]);
+    assert!(matches!(steps[1], Action::Bootstrap { ordinal: 0 }));
     let (voters, ids) = h.voters(&three).await?;
     assert_eq!(voters.len(), 3);
     h.cluster.mark_initialized().await;
@@ -222,49 +237,72 @@ async fn create_scale_replace_upgrade_without_losing_acknowledged_writes() -> Re
     let writer = Writer::start(h.resp_addrs(3));
     writer.await_progress(20).await?;
 
-    // Scale to 5, then back to 3.
+    // Scale to 5: grow first, then one learner at a time, each promoted.
     let five = Desired::new(5, v1.clone());
-    h.converge(&five).await?;
-    assert_eq!(h.voters(&five).await?.0.len(), 5);
+    let steps = h.converge(&five).await?;
+    assert_eq!(kinds(&steps), ["scale_workload", "add_learner", "promote", "add_learner", "promote"]);
+    let (voters, ids5) = h.voters(&five).await?;
+    assert_eq!(voters.len(), 5);
     writer.await_progress(20).await?;
-    h.converge(&three).await?;
-    let (voters, _) = h.voters(&three).await?;
-    assert_eq!(voters.len(), 3);
+
+    // Back to 3: highest ordinal leaves first (leadership moved off first if it
+    // was there), and only then does the workload shrink.
+    let steps = h.converge(&three).await?;
+    let removed: Vec<u64> = steps
+        .iter()
+        .filter_map(|a| match a {
+            Action::RemoveMember { node_id, .. } => Some(*node_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, [ids5[4].unwrap(), ids5[3].unwrap()]);
+    assert_eq!(steps.last(), Some(&Action::ScaleWorkload { replicas: 3 }));
+    assert_eq!(h.voters(&three).await?.0.len(), 3);
     assert_eq!(h.cluster.size().await, 3);
     assert_eq!(h.cluster.state(4).await, Some(NodeState::Stopped));
     writer.await_progress(20).await?;
 
     // Replace node 1's data dir with an empty one: it comes back with a new id; the
-    // planner removes the old id and adds the new one as a learner, then promotes it.
+    // planner removes the old id, adds the new one as a learner, then promotes it.
     let old_id = ids[1].context("node 1 had no id")?;
     h.cluster.stop_node(1).await?;
     h.cluster.wipe_node(1).await?;
     h.cluster.start_node(1).await?;
-    h.converge(&three).await?;
+    let steps = h.converge(&three).await?;
     let (voters, ids) = h.voters(&three).await?;
     let new_id = ids[1].context("node 1 has no id")?;
     assert_ne!(new_id, old_id, "an empty data dir must yield a new node id");
-    assert!(
-        voters.contains(&new_id) && !voters.contains(&old_id),
-        "{voters:?}"
-    );
+    assert!(voters.contains(&new_id) && !voters.contains(&old_id), "{voters:?}");
+    assert_eq!(kinds(&steps), ["remove_stale_member", "add_learner", "promote"]);
+    assert!(matches!(steps[0], Action::RemoveStaleMember { node_id, .. } if node_id == old_id));
+    assert!(matches!(steps[1], Action::AddLearner { ordinal: 1, node_id, .. } if node_id == new_id));
     writer.await_progress(20).await?;
 
-    // Upgrade: a "new" binary (a copy: another identity), restarted one at a time.
+    // Upgrade: a "new" binary (a copy: another identity), restarted one at a time,
+    // followers first, the leader last after handing leadership over.
+    let leader = h.leader_ordinal(&three).await?;
     let v2_path = h.cluster.config().data_dir.join("seshat-node-v2");
     std::fs::copy(BIN, &v2_path)?;
     let v2 = h.cluster.set_binary(v2_path).await?;
     assert_ne!(v1, v2);
     let upgraded = Desired::new(3, v2.clone());
-    h.converge(&upgraded).await?;
+    let steps = h.converge(&upgraded).await?;
+    let restarts: Vec<u32> = steps
+        .iter()
+        .filter_map(|a| match a {
+            Action::RestartMember { ordinal } => Some(*ordinal),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restarts.len(), 3, "{steps:?}");
+    assert_eq!(restarts[2], leader, "leader restarted last: {steps:?}");
+    let transfer =
+        steps.iter().position(|a| matches!(a, Action::TransferLeader { .. })).context("no leadership transfer")?;
+    let last_restart = steps.iter().rposition(|a| matches!(a, Action::RestartMember { .. })).unwrap();
+    assert!(transfer < last_restart, "{steps:?}");
     let ws = h.cluster.observe().await?;
     for s in ws.slots.iter().filter(|s| s.ordinal < 3) {
-        assert_eq!(
-            s.version.as_deref(),
-            Some(v2.as_str()),
-            "ordinal {}",
-            s.ordinal
-        );
+        assert_eq!(s.version.as_deref(), Some(v2.as_str()), "ordinal {}", s.ordinal);
     }
     writer.await_progress(20).await?;
 
@@ -288,21 +326,14 @@ async fn local_cluster_fault_controls_and_cleanup() -> Result<()> {
         .with_timeouts(Duration::from_millis(300), Duration::from_millis(300));
     assert!(client.cluster().await.unwrap_err().is_transient());
     let plan = planner::plan(&three, &h.driver.observe().await?);
-    assert!(
-        matches!(plan.action, Action::Wait { .. }),
-        "{}",
-        plan.action
-    );
+    assert!(matches!(plan.action, Action::Wait { .. }), "{}", plan.action);
     h.cluster.resume_node(2).await?;
     h.converge(&three).await?;
 
     // kill -9 and restart: the node keeps its id and rejoins.
     let (_, ids) = h.voters(&three).await?;
     h.cluster.kill_node(0).await?;
-    assert!(matches!(
-        h.cluster.state(0).await,
-        Some(NodeState::Exited(_))
-    ));
+    assert!(matches!(h.cluster.state(0).await, Some(NodeState::Exited(_))));
     assert_eq!(h.cluster.exited_nodes().await, vec![0]);
     h.cluster.start_node(0).await?;
     h.converge(&three).await?;
@@ -329,13 +360,40 @@ async fn local_cluster_fault_controls_and_cleanup() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excess_learner_is_removed_before_the_workload_shrinks() -> Result<()> {
+    let h = Harness::new()?;
+    let (_, v1) = h.cluster.template().await;
+    let three = Desired::new(3, v1);
+    h.converge(&three).await?;
+
+    // A fourth process joins as a learner only (as if a scale-up was interrupted).
+    h.cluster.scale_to(4).await?;
+    let n3 = AdminClient::new(h.cluster.addr(3).http_addr, None);
+    let st = poll(PHASE, "node 3 to answer", || async { n3.cluster().await.ok() }).await?;
+    let leader = h.leader_ordinal(&three).await?;
+    AdminClient::new(h.cluster.addr(leader).http_addr, Some(TOKEN.into()))
+        .add_learner(&AddLearnerRequest { node_id: st.node_id, addr: st.addr.clone(), blocking: true })
+        .await?;
+
+    let steps = h.converge(&three).await?;
+    assert_eq!(
+        steps,
+        [
+            Action::RemoveMember { node_id: st.node_id, voters: h.voters(&three).await?.0 },
+            Action::ScaleWorkload { replicas: 3 },
+        ]
+    );
+    let view = planner::plan(&three, &h.driver.observe().await?).view;
+    assert!(view.members.iter().all(|m| m.voter), "{view:?}");
+    assert_eq!(view.members.len(), 3);
+    Ok(())
+}
+
 /// True while `/proc/<pid>` exists and is not a zombie.
 fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -393,14 +451,8 @@ async fn run_local_bootstraps_supervises_and_stops() -> Result<()> {
     poll(PHASE, "a bootstrapped 3-voter cluster", three_voters).await?;
 
     // Writes work through node 0.
-    let mut conn = connect(&format!("127.0.0.1:{resp}"))
-        .await
-        .context("connect")?;
-    let ok: String = redis::cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query_async(&mut conn)
-        .await?;
+    let mut conn = connect(&format!("127.0.0.1:{resp}")).await.context("connect")?;
+    let ok: String = redis::cmd("SET").arg("k").arg("v").query_async(&mut conn).await?;
     assert_eq!(ok, "OK");
 
     // SIGKILL node 1's process (found by its data dir): supervision restarts it.
@@ -430,8 +482,6 @@ async fn run_local_bootstraps_supervises_and_stops() -> Result<()> {
 /// `kill -9 <pid>` for a pid of our own child (`run_local` owns its `Child`
 /// handles, so the test goes through the OS; the test crate has no `libc`).
 fn kill9(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status();
+    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
     assert!(status.is_ok_and(|s| s.success()), "kill -9 {pid}");
 }

@@ -234,13 +234,13 @@ async fn client_that_never_reads_replies_is_bounded() {
     let mut kv = Kv::connect(&addr, T).await.unwrap();
     kv.set("big", "y".repeat(60 * 1024)).await.unwrap();
     let before = rss(&c);
-    // Pipeline GETs of a 60 KiB value and never read: 20,000 of them would be
-    // 1.2 GB of replies. The server must stop reading (backpressure) or drop us.
+    // Pipeline GETs of a 60 KiB value and never read: 400,000 of them would be
+    // 24 GB of replies. The server must stop reading (backpressure) or drop us.
     let mut s = TcpStream::connect(&addr).await.unwrap();
     let req = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(100);
     let mut sent = 0usize;
     let mut peak = before;
-    while sent < 20_000 {
+    while sent < 400_000 {
         match tokio::time::timeout(Duration::from_secs(2), s.write_all(&req)).await {
             Ok(Ok(())) => sent += 100,
             Ok(Err(_)) => break, // disconnected by the server: also bounded

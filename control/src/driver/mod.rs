@@ -16,9 +16,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::{
-    AddLearnerRequest, InitRequest, Role, SetMembershipRequest, TransferLeaderRequest,
-};
+use crate::api::{AddLearnerRequest, InitRequest, Role, SetMembershipRequest, TransferLeaderRequest};
 use crate::client::{AdminClient, ClientError};
 use crate::planner::{self, Action, Desired, Observed, Plan, Slot};
 
@@ -127,11 +125,7 @@ impl<W: Workload> Driver<W> {
             }
         }
         slots.sort_by_key(|s| s.ordinal);
-        Ok(Observed {
-            workload_replicas: ws.replicas,
-            slots,
-            initialized_before: ws.initialized_before,
-        })
+        Ok(Observed { workload_replicas: ws.replicas, slots, initialized_before: ws.initialized_before })
     }
 
     /// Performs one planned action against the nodes / workload of `observed`.
@@ -139,28 +133,19 @@ impl<W: Workload> Driver<W> {
     pub async fn execute(&self, plan: &Plan, observed: &Observed) -> Result<(), DriverError> {
         let action = &plan.action;
         let leader = || -> Result<AdminClient, DriverError> {
-            let l = plan
-                .view
-                .leader
-                .as_ref()
-                .ok_or_else(|| DriverError::NoLeader(action.to_string()))?;
-            let slot = observed
-                .slot(l.ordinal)
-                .ok_or(DriverError::UnknownOrdinal(l.ordinal))?;
+            let l = plan.view.leader.as_ref().ok_or_else(|| DriverError::NoLeader(action.to_string()))?;
+            let slot = observed.slot(l.ordinal).ok_or(DriverError::UnknownOrdinal(l.ordinal))?;
             Ok(self.client.for_addr(slot.addr.http_addr.clone()))
         };
         match action {
             Action::ScaleWorkload { replicas } => self.workload.scale(*replicas).await?,
             Action::Bootstrap { ordinal } => {
-                let slot = observed
-                    .slot(*ordinal)
-                    .ok_or(DriverError::UnknownOrdinal(*ordinal))?;
+                let slot = observed.slot(*ordinal).ok_or(DriverError::UnknownOrdinal(*ordinal))?;
                 let node = self.client.for_addr(slot.addr.http_addr.clone());
                 match node.init(&InitRequest::default()).await {
                     Ok(_) => {}
                     // A retried init after a lost reply: the node is initialized.
-                    Err(ClientError::Conflict { error, .. })
-                        if error.code == "already_initialized" => {}
+                    Err(ClientError::Conflict { error, .. }) if error.code == "already_initialized" => {}
                     Err(e) => return Err(e.into()),
                 }
                 // Let the node show its new state before the next observation, so
@@ -175,11 +160,7 @@ impl<W: Workload> Driver<W> {
             }
             Action::AddLearner { node_id, addr, .. } => {
                 leader()?
-                    .add_learner(&AddLearnerRequest {
-                        node_id: *node_id,
-                        addr: addr.clone(),
-                        blocking: true,
-                    })
+                    .add_learner(&AddLearnerRequest { node_id: *node_id, addr: addr.clone(), blocking: true })
                     .await?;
             }
             Action::Promote { voters, .. } => {
@@ -191,8 +172,7 @@ impl<W: Workload> Driver<W> {
                     })
                     .await?;
             }
-            Action::RemoveMember { node_id, voters }
-            | Action::RemoveStaleMember { node_id, voters } => {
+            Action::RemoveMember { node_id, voters } | Action::RemoveStaleMember { node_id, voters } => {
                 // A voter leaves by not being in `voters` (retain=false drops it
                 // entirely); a learner must be named explicitly.
                 let was_voter = plan.view.member(*node_id).is_some_and(|m| m.voter);
@@ -205,11 +185,8 @@ impl<W: Workload> Driver<W> {
                     .await?;
             }
             Action::TransferLeader { to, .. } => {
-                leader()?
-                    .transfer_leader(&TransferLeaderRequest { to: Some(*to) })
-                    .await?;
-                self.await_leader(observed, *to, Duration::from_secs(10))
-                    .await;
+                leader()?.transfer_leader(&TransferLeaderRequest { to: Some(*to) }).await?;
+                self.await_leader(observed, *to, Duration::from_secs(10)).await;
             }
             Action::DeleteVolume { ordinal } => self.workload.delete_volume(*ordinal).await?,
             Action::RestartMember { ordinal } => self.workload.restart(*ordinal).await?,
@@ -223,12 +200,8 @@ impl<W: Workload> Driver<W> {
     /// next step simply observes whatever happened.
     async fn await_leader(&self, observed: &Observed, to: u64, within: Duration) {
         let deadline = Instant::now() + within;
-        let addrs: Vec<String> = observed
-            .slots
-            .iter()
-            .filter(|s| s.reachable())
-            .map(|s| s.addr.http_addr.clone())
-            .collect();
+        let addrs: Vec<String> =
+            observed.slots.iter().filter(|s| s.reachable()).map(|s| s.addr.http_addr.clone()).collect();
         while Instant::now() < deadline {
             for addr in &addrs {
                 if let Ok(l) = self.client.for_addr(addr.clone()).leader().await {
@@ -262,11 +235,7 @@ impl<W: Workload> Driver<W> {
     /// loop converges as fast as the cluster does without spinning. Step errors are
     /// logged and retried (a node restarting or a leader change mid-call are normal);
     /// only the deadline ends the loop with an error.
-    pub async fn reconcile_until_done(
-        &self,
-        desired: &Desired,
-        deadline: Instant,
-    ) -> Result<Observed, DriverError> {
+    pub async fn reconcile_until_done(&self, desired: &Desired, deadline: Instant) -> Result<Observed, DriverError> {
         const MIN_POLL: Duration = Duration::from_millis(50);
         const MAX_POLL: Duration = Duration::from_millis(500);
         let mut poll = MIN_POLL;

@@ -13,8 +13,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::api::{
-    AddLearnerRequest, AdminOk, ApiError, LeaderInfo, Readiness, SetMembershipRequest,
-    TransferLeaderRequest,
+    AddLearnerRequest, AdminOk, ApiError, LeaderInfo, Readiness, SetMembershipRequest, TransferLeaderRequest,
 };
 use crate::planner::sim::Sim;
 use crate::planner::MAX_REPLICAS;
@@ -37,14 +36,7 @@ fn with<T>(w: &Shared, f: impl FnOnce(&mut Sim) -> T) -> T {
 fn apply(w: &Shared, action: Action) -> (u16, String) {
     let mut world = w.lock().unwrap();
     match world.sim.as_mut().unwrap().apply(&action) {
-        Ok(()) => (
-            200,
-            serde_json::to_string(&AdminOk {
-                ok: true,
-                ..Default::default()
-            })
-            .unwrap(),
-        ),
+        Ok(()) => (200, serde_json::to_string(&AdminOk { ok: true, ..Default::default() }).unwrap()),
         Err(why) => {
             world.violations.push(format!("{action}: {why}"));
             error(500, "internal", &why)
@@ -53,20 +45,13 @@ fn apply(w: &Shared, action: Action) -> (u16, String) {
 }
 
 fn error(status: u16, code: &str, message: &str) -> (u16, String) {
-    let e = ApiError {
-        code: code.into(),
-        message: message.into(),
-        leader: None,
-    };
+    let e = ApiError { code: code.into(), message: message.into(), leader: None };
     (status, serde_json::to_string(&e).unwrap())
 }
 
 /// Answers one request to ordinal `o`; `None` drops the connection (node down).
 fn handle(w: &Shared, o: u32, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    w.lock()
-        .unwrap()
-        .requests
-        .push(format!("{o} {method} {path} {body}"));
+    w.lock().unwrap().requests.push(format!("{o} {method} {path} {body}"));
     let (up, slot, leader_id) = with(w, |sim| {
         let obs = sim.observe();
         (sim.up(o), obs.slots[o as usize].clone(), sim.leader)
@@ -80,39 +65,19 @@ fn handle(w: &Shared, o: u32, method: &str, path: &str, body: &str) -> Option<(u
     Some(match (method, path) {
         ("GET", "/cluster") => (200, serde_json::to_string(&st).unwrap()),
         ("GET", "/readyz") => {
-            let r = Readiness {
-                ready: slot.ready,
-                reason: String::new(),
-            };
-            (
-                if slot.ready { 200 } else { 503 },
-                serde_json::to_string(&r).unwrap(),
-            )
+            let r = Readiness { ready: slot.ready, reason: String::new() };
+            (if slot.ready { 200 } else { 503 }, serde_json::to_string(&r).unwrap())
         }
         ("GET", "/leader") => {
-            let l = LeaderInfo {
-                leader_id,
-                leader_resp_addr: None,
-                leader_http_addr: None,
-                term: st.term,
-            };
+            let l = LeaderInfo { leader_id, leader_resp_addr: None, leader_http_addr: None, term: st.term };
             (200, serde_json::to_string(&l).unwrap())
         }
         ("POST", "/admin/init") => apply(w, Action::Bootstrap { ordinal: o }),
         ("POST", "/admin/learners") if is_leader => {
             let req: AddLearnerRequest = serde_json::from_str(body).unwrap();
             assert!(req.blocking, "learners are added blocking");
-            let ordinal = with(w, |sim| {
-                (0..MAX_REPLICAS).find(|x| sim.id_at(*x) == Some(req.node_id))
-            })?;
-            apply(
-                w,
-                Action::AddLearner {
-                    ordinal,
-                    node_id: req.node_id,
-                    addr: req.addr,
-                },
-            )
+            let ordinal = with(w, |sim| (0..MAX_REPLICAS).find(|x| sim.id_at(*x) == Some(req.node_id)))?;
+            apply(w, Action::AddLearner { ordinal, node_id: req.node_id, addr: req.addr })
         }
         ("POST", "/admin/membership") if is_leader => {
             let req: SetMembershipRequest = serde_json::from_str(body).unwrap();
@@ -122,23 +87,10 @@ fn handle(w: &Shared, o: u32, method: &str, path: &str, body: &str) -> Option<(u
             new.sort_unstable();
             let added: Vec<_> = new.iter().filter(|v| !old.contains(v)).collect();
             let removed: Vec<_> = old.iter().filter(|v| !new.contains(v)).collect();
-            let action = match (
-                added.as_slice(),
-                removed.as_slice(),
-                req.remove_learners.as_slice(),
-            ) {
-                ([a], [], []) => Action::Promote {
-                    node_id: **a,
-                    voters: new,
-                },
-                ([], [r], []) => Action::RemoveMember {
-                    node_id: **r,
-                    voters: new,
-                },
-                ([], [], [l]) if learners.contains(l) => Action::RemoveMember {
-                    node_id: *l,
-                    voters: new,
-                },
+            let action = match (added.as_slice(), removed.as_slice(), req.remove_learners.as_slice()) {
+                ([a], [], []) => Action::Promote { node_id: **a, voters: new },
+                ([], [r], []) => Action::RemoveMember { node_id: **r, voters: new },
+                ([], [], [l]) if learners.contains(l) => Action::RemoveMember { node_id: *l, voters: new },
                 _ => {
                     let why = format!("unexpected membership request {req:?} (voters {old:?})");
                     w.lock().unwrap().violations.push(why.clone());
@@ -149,13 +101,7 @@ fn handle(w: &Shared, o: u32, method: &str, path: &str, body: &str) -> Option<(u
         }
         ("POST", "/admin/transfer-leader") if is_leader => {
             let req: TransferLeaderRequest = serde_json::from_str(body).unwrap();
-            apply(
-                w,
-                Action::TransferLeader {
-                    from: st.node_id,
-                    to: req.to.expect("transfer names its target"),
-                },
-            )
+            apply(w, Action::TransferLeader { from: st.node_id, to: req.to.expect("transfer names its target") })
         }
         ("POST", _) => not_leader(),
         _ => error(404, "not_found", path),
@@ -177,9 +123,7 @@ async fn serve_conn(w: Shared, o: u32, mut sock: TcpStream) {
             let len = head
                 .lines()
                 .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .and_then(|v| v.trim().parse::<usize>().ok())
+                    l.to_ascii_lowercase().strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
                 })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
@@ -204,9 +148,7 @@ struct FakeWorkload(Shared);
 
 impl Workload for FakeWorkload {
     async fn observe(&self) -> Result<WorkloadState, WorkloadError> {
-        let (obs, replicas, init) = with(&self.0, |sim| {
-            (sim.observe(), sim.workload, sim.initialized_before)
-        });
+        let (obs, replicas, init) = with(&self.0, |sim| (sim.observe(), sim.workload, sim.initialized_before));
         Ok(WorkloadState {
             replicas,
             slots: obs
@@ -275,15 +217,9 @@ async fn world() -> (Shared, Driver<FakeWorkload>) {
 }
 
 async fn converge(w: &Shared, driver: &Driver<FakeWorkload>, desired: &Desired) {
-    let r = driver
-        .reconcile_until_done(desired, Instant::now() + Duration::from_secs(30))
-        .await;
+    let r = driver.reconcile_until_done(desired, Instant::now() + Duration::from_secs(30)).await;
     let world = w.lock().unwrap();
-    assert!(
-        world.violations.is_empty(),
-        "violations: {:#?}",
-        world.violations
-    );
+    assert!(world.violations.is_empty(), "violations: {:#?}", world.violations);
     if let Err(e) = r {
         panic!("{e}\nhistory: {:#?}", world.sim.as_ref().unwrap().history);
     }
@@ -333,20 +269,12 @@ async fn excess_learner_is_removed_by_name() {
         s.apply(&Action::ScaleWorkload { replicas: 3 }).unwrap();
         let id = s.id_at(2).unwrap();
         let addr = s.addrs[2].clone();
-        s.apply(&Action::AddLearner {
-            ordinal: 2,
-            node_id: id,
-            addr,
-        })
-        .unwrap();
+        s.apply(&Action::AddLearner { ordinal: 2, node_id: id, addr }).unwrap();
     });
     converge(&w, &driver, &Desired::new(2, "v1")).await;
     assert!(with(&w, |s| s.learners.is_empty()));
     let requests = w.lock().unwrap().requests.clone();
-    assert!(
-        requests.iter().any(|r| r.contains("remove_learners")),
-        "{requests:#?}"
-    );
+    assert!(requests.iter().any(|r| r.contains("remove_learners")), "{requests:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,9 +286,5 @@ async fn observe_marks_down_nodes_unreachable() {
     assert!(observed.slots[2].exists && observed.slots[2].status.is_none());
     assert!(observed.slots[0].status.is_some() && observed.slots[1].status.is_some());
     let plan = planner::plan(&Desired::new(3, "v1"), &observed);
-    assert!(
-        matches!(plan.action, Action::Wait { .. }),
-        "{}",
-        plan.action
-    );
+    assert!(matches!(plan.action, Action::Wait { .. }), "{}", plan.action);
 }

@@ -67,8 +67,7 @@ pub trait Workload: Send + Sync {
     fn restart(&self, ordinal: u32) -> impl Future<Output = Result<(), WorkloadError>> + Send;
 
     /// Deletes the volume of an ordinal that has no pod.
-    fn delete_volume(&self, ordinal: u32)
-        -> impl Future<Output = Result<(), WorkloadError>> + Send;
+    fn delete_volume(&self, ordinal: u32) -> impl Future<Output = Result<(), WorkloadError>> + Send;
 }
 
 impl<W: Workload> Workload for Arc<W> {
@@ -84,10 +83,7 @@ impl<W: Workload> Workload for Arc<W> {
         (**self).restart(ordinal)
     }
 
-    fn delete_volume(
-        &self,
-        ordinal: u32,
-    ) -> impl Future<Output = Result<(), WorkloadError>> + Send {
+    fn delete_volume(&self, ordinal: u32) -> impl Future<Output = Result<(), WorkloadError>> + Send {
         (**self).delete_volume(ordinal)
     }
 }

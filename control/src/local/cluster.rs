@@ -56,11 +56,7 @@ pub struct LocalCluster {
 }
 
 fn io_err(action: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> LocalError {
-    move |source| LocalError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| LocalError::Io { action, path, source }
 }
 
 impl LocalCluster {
@@ -68,16 +64,9 @@ impl LocalCluster {
     /// overflow for `MAX_REPLICAS` nodes) and creates the data dir.
     pub fn new(cfg: LocalConfig) -> Result<Self, LocalError> {
         if !(1..=MAX_REPLICAS).contains(&cfg.nodes) {
-            return Err(LocalError::Config(format!(
-                "--nodes must be 1..={MAX_REPLICAS}, got {}",
-                cfg.nodes
-            )));
+            return Err(LocalError::Config(format!("--nodes must be 1..={MAX_REPLICAS}, got {}", cfg.nodes)));
         }
-        for (name, port) in [
-            ("resp", cfg.resp_port),
-            ("http", cfg.http_port),
-            ("raft", cfg.raft_port),
-        ] {
+        for (name, port) in [("resp", cfg.resp_port), ("http", cfg.http_port), ("raft", cfg.raft_port)] {
             if port == 0 || u32::from(port) + MAX_REPLICAS > 65_535 {
                 return Err(LocalError::Config(format!("bad {name} base port {port}")));
             }
@@ -164,11 +153,8 @@ impl LocalCluster {
         let dir = self.cfg.node_dir(i);
         std::fs::create_dir_all(&dir).map_err(io_err("create", dir.clone()))?;
         let log_path = dir.join("server.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err("open", log_path.clone()))?;
+        let log =
+            OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err("open", log_path.clone()))?;
         let log2 = log.try_clone().map_err(io_err("dup", log_path))?;
         // Each node listens exactly where it advertises (`--host`, loopback by default).
         let a = self.addr(i);
@@ -183,11 +169,7 @@ impl LocalCluster {
         if let Some(t) = &self.cfg.admin_token {
             cmd.args(["--admin-token", t]);
         }
-        cmd.args(&self.cfg.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .kill_on_drop(true);
+        cmd.args(&self.cfg.extra_args).stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
         // Own process group: a Ctrl-C in the terminal reaches only `seshat local`,
         // which then stops the nodes in order, instead of every node at once.
         cmd.process_group(0);
@@ -205,14 +187,7 @@ impl LocalCluster {
         let child = cmd.spawn().map_err(io_err("spawn", inner.binary.clone()))?;
         tracing::info!(node = i, pid = child.id(), http = %a.http_addr, "started node");
         let version = inner.version.clone();
-        inner.procs.insert(
-            i,
-            Proc {
-                child: Some(child),
-                state: NodeState::Running,
-                version,
-            },
-        );
+        inner.procs.insert(i, Proc { child: Some(child), state: NodeState::Running, version });
         Ok(())
     }
 
@@ -282,10 +257,7 @@ impl LocalCluster {
     }
 
     async fn signal_running(&self, i: u32, sig: i32) -> Result<(), LocalError> {
-        let pid = self.pid(i).await.ok_or_else(|| LocalError::State {
-            node: i,
-            reason: "not running".into(),
-        })?;
+        let pid = self.pid(i).await.ok_or_else(|| LocalError::State { node: i, reason: "not running".into() })?;
         signal(i, pid, sig)
     }
 
@@ -323,10 +295,7 @@ impl LocalCluster {
 
     async fn require_not_running(&self, i: u32) -> Result<(), LocalError> {
         if self.state(i).await == Some(NodeState::Running) {
-            return Err(LocalError::State {
-                node: i,
-                reason: "must be stopped first".into(),
-            });
+            return Err(LocalError::State { node: i, reason: "must be stopped first".into() });
         }
         Ok(())
     }
@@ -394,9 +363,7 @@ impl LocalCluster {
                 })
                 .collect()
         };
-        let stops = children
-            .into_iter()
-            .map(|(i, child)| self.terminate(i, child));
+        let stops = children.into_iter().map(|(i, child)| self.terminate(i, child));
         futures_join_all(stops).await;
     }
 }
@@ -437,21 +404,13 @@ fn all_threads_stopped(pid: u32) -> bool {
 
 fn signal(node: u32, pid: u32, sig: i32) -> Result<(), LocalError> {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
-        return Err(LocalError::State {
-            node,
-            reason: format!("pid {pid} out of range"),
-        });
+        return Err(LocalError::State { node, reason: format!("pid {pid} out of range") });
     };
     // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped, so the pid
     // cannot have been reused by another process).
     let rc = unsafe { libc::kill(raw, sig) };
     if rc != 0 {
-        return Err(LocalError::Signal {
-            node,
-            pid,
-            signal: sig,
-            source: std::io::Error::last_os_error(),
-        });
+        return Err(LocalError::Signal { node, pid, signal: sig, source: std::io::Error::last_os_error() });
     }
     Ok(())
 }
@@ -479,19 +438,11 @@ impl Workload for LocalCluster {
                     exists,
                     terminating: false,
                     volume: self.cfg.node_dir(i).exists(),
-                    version: if exists {
-                        inner.procs.get(&i).map(|p| p.version.clone())
-                    } else {
-                        None
-                    },
+                    version: if exists { inner.procs.get(&i).map(|p| p.version.clone()) } else { None },
                 }
             })
             .collect();
-        Ok(WorkloadState {
-            replicas: inner.size,
-            slots,
-            initialized_before: inner.initialized_before,
-        })
+        Ok(WorkloadState { replicas: inner.size, slots, initialized_before: inner.initialized_before })
     }
 
     async fn scale(&self, replicas: u32) -> Result<(), WorkloadError> {
@@ -503,9 +454,7 @@ impl Workload for LocalCluster {
     }
 
     async fn delete_volume(&self, ordinal: u32) -> Result<(), WorkloadError> {
-        self.require_not_running(ordinal)
-            .await
-            .map_err(WorkloadError::new)?;
+        self.require_not_running(ordinal).await.map_err(WorkloadError::new)?;
         let dir = self.cfg.node_dir(ordinal);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

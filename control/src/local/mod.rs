@@ -141,14 +141,11 @@ pub fn free_port_bases(host: &str, count: u16) -> Result<(u16, u16, u16), LocalE
     for _ in 0..200 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() * 7919;
         let base = 20_000 + (n % slots) * stride;
-        let all_free =
-            (0..stride).all(|p| std::net::TcpListener::bind((host, (base + p) as u16)).is_ok());
+        let all_free = (0..stride).all(|p| std::net::TcpListener::bind((host, (base + p) as u16)).is_ok());
         if all_free {
             let b = base as u16;
             return Ok((b, b + count, b + 2 * count));
         }
     }
-    Err(LocalError::Config(format!(
-        "no free port range for {count} nodes on {host}"
-    )))
+    Err(LocalError::Config(format!("no free port range for {count} nodes on {host}")))
 }

@@ -30,15 +30,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Data dirs from an earlier run are reused: nodes that hold state are never
 /// re-bootstrapped, and if the earlier run had more nodes than `cfg.nodes`, those are
 /// started too, removed one at a time by the planner, and their dirs deleted.
-pub async fn run_local(
-    cfg: LocalConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), LocalError> {
+pub async fn run_local(cfg: LocalConfig, shutdown: impl Future<Output = ()>) -> Result<(), LocalError> {
     let cluster = Arc::new(LocalCluster::new(cfg.clone())?);
-    let driver = Driver::new(
-        cluster.clone(),
-        AdminClient::new(String::new(), cfg.admin_token.clone()),
-    );
+    let driver = Driver::new(cluster.clone(), AdminClient::new(String::new(), cfg.admin_token.clone()));
     let (_, version) = cluster.template().await;
     let mut desired = Desired::new(cfg.nodes, version);
     // Nodes removed by a smaller `--nodes` left the membership: their dirs would only
@@ -47,11 +41,7 @@ pub async fn run_local(
     let initial = cfg.nodes.max(previous_nodes(&cfg));
     tokio::pin!(shutdown);
 
-    println!(
-        "Starting {} Seshat node(s) in {} ...",
-        initial,
-        cfg.data_dir.display()
-    );
+    println!("Starting {} Seshat node(s) in {} ...", initial, cfg.data_dir.display());
     cluster.scale_to(initial).await?;
     let observed = tokio::select! {
         r = driver.reconcile_until_done(&desired, Instant::now() + STARTUP_DEADLINE) => match r {
@@ -65,6 +55,19 @@ pub async fn run_local(
             println!("Interrupted; stopping nodes ...");
             cluster.stop_all().await;
             return Ok(());
+        }
+        // A node dying while the cluster forms (port taken, bad flag, bad data dir)
+        // will not get better by waiting: fail fast and point at its log.
+        (node, status) = first_exit(&cluster) => {
+            cluster.stop_all().await;
+            return Err(LocalError::State {
+                node,
+                reason: format!(
+                    "exited during startup ({}); see {}",
+                    describe(status),
+                    cfg.node_dir(node).join("server.log").display()
+                ),
+            });
         }
     };
     cluster.mark_initialized().await;
@@ -80,7 +83,7 @@ pub async fn run_local(
         }
         for (i, status) in cluster.reap().await {
             tracing::warn!(node = i, ?status, "node exited unexpectedly");
-            println!("node {i} exited unexpectedly ({status:?}); restarting");
+            println!("node {i} exited unexpectedly ({}); restarting", describe(status));
         }
         let now = Instant::now();
         for i in cluster.exited_nodes().await {
@@ -109,17 +112,27 @@ pub async fn run_local(
     Ok(())
 }
 
+fn describe(status: Option<std::process::ExitStatus>) -> String {
+    status.map_or_else(|| "unknown status".into(), |s| s.to_string())
+}
+
+/// Resolves with the first node found exited.
+async fn first_exit(cluster: &LocalCluster) -> (u32, Option<std::process::ExitStatus>) {
+    loop {
+        if let Some(first) = cluster.reap().await.into_iter().next() {
+            return first;
+        }
+        tokio::time::sleep(SUPERVISE_EVERY).await;
+    }
+}
+
 /// Number of consecutive `node-<i>` dirs holding more than a log: nodes of an earlier
 /// run that may be members and must be started to keep (or safely shrink) the quorum.
 fn previous_nodes(cfg: &LocalConfig) -> u32 {
     (0..MAX_REPLICAS)
         .take_while(|i| {
             std::fs::read_dir(cfg.node_dir(*i))
-                .map(|entries| {
-                    entries
-                        .filter_map(Result::ok)
-                        .any(|e| e.file_name() != "server.log")
-                })
+                .map(|entries| entries.filter_map(Result::ok).any(|e| e.file_name() != "server.log"))
                 .unwrap_or(false)
         })
         .count() as u32
@@ -129,21 +142,13 @@ fn print_banner(cfg: &LocalConfig, observed: &Observed) {
     let leader = observed
         .slots
         .iter()
-        .find_map(|s| {
-            s.status
-                .as_ref()
-                .filter(|st| st.leader_id == Some(st.node_id))
-        })
+        .find_map(|s| s.status.as_ref().filter(|st| st.leader_id == Some(st.node_id)))
         .map(|st| st.node_id);
     println!();
     println!("Seshat local cluster is up: {} node(s).", cfg.nodes);
     for s in observed.slots.iter().filter(|s| s.ordinal < cfg.nodes) {
         let id = s.status.as_ref().map(|st| st.node_id);
-        let tag = if id.is_some() && id == leader {
-            " (leader)"
-        } else {
-            ""
-        };
+        let tag = if id.is_some() && id == leader { " (leader)" } else { "" };
         println!(
             "  node {}: RESP {}  HTTP http://{}  id {}{}  data {}",
             s.ordinal,
@@ -154,20 +159,11 @@ fn print_banner(cfg: &LocalConfig, observed: &Observed) {
             cfg.node_dir(s.ordinal).display(),
         );
     }
-    let host_flag = if cfg.host == "127.0.0.1" || cfg.host == "localhost" {
-        String::new()
-    } else {
-        format!("-h {} ", cfg.host)
-    };
+    let host_flag =
+        if cfg.host == "127.0.0.1" || cfg.host == "localhost" { String::new() } else { format!("-h {} ", cfg.host) };
     println!();
     println!("Connect with:  redis-cli {host_flag}-p {}", cfg.resp_port);
-    println!(
-        "Cluster view:  curl http://{}:{}/cluster",
-        cfg.host, cfg.http_port
-    );
-    println!(
-        "Logs:          {}/node-*/server.log",
-        cfg.data_dir.display()
-    );
+    println!("Cluster view:  curl http://{}:{}/cluster", cfg.host, cfg.http_port);
+    println!("Logs:          {}/node-*/server.log", cfg.data_dir.display());
     println!("Press Ctrl-C to stop.");
 }

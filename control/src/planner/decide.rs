@@ -21,62 +21,34 @@ use super::{Action, Desired, Observed, Phase, Plan, Slot, VolumePolicy, MAX_REPL
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     let view = ClusterView::new(desired, observed);
     let (action, phase) = decide(desired, observed, &view);
-    Plan {
-        action,
-        phase,
-        view,
-    }
+    Plan { action, phase, view }
 }
 
 fn wait(reason: impl Into<String>, phase: Phase) -> (Action, Phase) {
-    (
-        Action::Wait {
-            reason: reason.into(),
-        },
-        phase,
-    )
+    (Action::Wait { reason: reason.into() }, phase)
 }
 
 fn degraded(reason: impl Into<String>) -> (Action, Phase) {
-    (
-        Action::Degraded {
-            reason: reason.into(),
-        },
-        Phase::Degraded,
-    )
+    (Action::Degraded { reason: reason.into() }, Phase::Degraded)
 }
 
 fn decide(d: &Desired, o: &Observed, v: &ClusterView) -> (Action, Phase) {
     if !(1..=MAX_REPLICAS).contains(&d.replicas) {
-        return degraded(format!(
-            "desired replicas {} outside 1..={MAX_REPLICAS}",
-            d.replicas
-        ));
+        return degraded(format!("desired replicas {} outside 1..={MAX_REPLICAS}", d.replicas));
     }
     let target = d.replicas;
     let creating = !v.any_state;
 
     // 1. Growing the workload only starts pods; it can never lose data.
     if o.workload_replicas < target {
-        let phase = if creating {
-            Phase::Creating
-        } else {
-            Phase::Scaling
-        };
+        let phase = if creating { Phase::Creating } else { Phase::Scaling };
         return (Action::ScaleWorkload { replicas: target }, phase);
     }
     // Members are mapped to slots by address: a node advertising something else than
     // its slot expects would be mistaken for a stranger, so refuse to go on.
-    if let Some(s) = o
-        .slots
-        .iter()
-        .find(|s| s.status.as_ref().is_some_and(|st| st.addr != s.addr))
-    {
+    if let Some(s) = o.slots.iter().find(|s| s.status.as_ref().is_some_and(|st| st.addr != s.addr)) {
         let st = s.status.as_ref().map(|st| &st.addr);
-        return degraded(format!(
-            "ordinal {} advertises {:?} but the workload expects {:?}",
-            s.ordinal, st, s.addr
-        ));
+        return degraded(format!("ordinal {} advertises {:?} but the workload expects {:?}", s.ordinal, st, s.addr));
     }
 
     // 2. S4: bootstrap only a world with no Raft state at all.
@@ -98,20 +70,10 @@ fn decide(d: &Desired, o: &Observed, v: &ClusterView) -> (Action, Phase) {
     if !v.has_quorum() {
         // A fresh leader knows no follower's progress until its first round of
         // replication: that is not a lost quorum, only an unknown one.
-        if v.members
-            .iter()
-            .any(|m| m.voter && m.live && m.matched.is_none())
-        {
-            return wait(
-                "new leader: replication progress not known yet",
-                Phase::Scaling,
-            );
+        if v.members.iter().any(|m| m.voter && m.live && m.matched.is_none()) {
+            return wait("new leader: replication progress not known yet", Phase::Scaling);
         }
-        return degraded(format!(
-            "quorum lost: {} of {} voters healthy",
-            v.healthy_count(&voters),
-            voters.len()
-        ));
+        return degraded(format!("quorum lost: {} of {} voters healthy", v.healthy_count(&voters), voters.len()));
     }
 
     // 4..6: membership, one change at a time.
@@ -150,20 +112,12 @@ fn decide(d: &Desired, o: &Observed, v: &ClusterView) -> (Action, Phase) {
 /// earlier cluster. Then the lowest ordinal starts a cluster alone.
 fn bootstrap(o: &Observed, target: u32) -> (Action, Phase) {
     if let Some(s) = o.slots.iter().find(|s| s.exists && !s.reachable()) {
-        return wait(
-            format!("ordinal {} exists but does not answer yet", s.ordinal),
-            Phase::Creating,
-        );
+        return wait(format!("ordinal {} exists but does not answer yet", s.ordinal), Phase::Creating);
     }
     for ordinal in 0..target {
         match o.slot(ordinal) {
             Some(s) if s.exists && s.reachable() => {}
-            _ => {
-                return wait(
-                    format!("waiting for ordinal {ordinal} to start"),
-                    Phase::Creating,
-                )
-            }
+            _ => return wait(format!("waiting for ordinal {ordinal} to start"), Phase::Creating),
         }
     }
     if o.initialized_before {
@@ -179,25 +133,13 @@ fn bootstrap(o: &Observed, target: u32) -> (Action, Phase) {
 fn no_leader(v: &ClusterView) -> (Action, Phase) {
     let voters = v.voters();
     if voters.is_empty() {
-        return wait(
-            "nodes hold Raft state but none reports a membership yet",
-            Phase::Scaling,
-        );
+        return wait("nodes hold Raft state but none reports a membership yet", Phase::Scaling);
     }
     let live = v.healthy_count(&voters);
     if live < majority(voters.len()) {
-        return degraded(format!(
-            "quorum lost: no leader and only {live} of {} voters answer",
-            voters.len()
-        ));
+        return degraded(format!("quorum lost: no leader and only {live} of {} voters answer", voters.len()));
     }
-    wait(
-        format!(
-            "no leader yet ({live} of {} voters answer; election in progress)",
-            voters.len()
-        ),
-        Phase::Scaling,
-    )
+    wait(format!("no leader yet ({live} of {} voters answer; election in progress)", voters.len()), Phase::Scaling)
 }
 
 /// S2 for a voter-set change `old → new`: healthy voters must be a majority of both
@@ -206,9 +148,7 @@ fn change_is_safe(v: &ClusterView, old: &[NodeId], new: &[NodeId]) -> Result<(),
     let added = new.iter().filter(|id| !old.contains(id)).count();
     let removed = old.iter().filter(|id| !new.contains(id)).count();
     if added + removed > 1 {
-        return Err(format!(
-            "refusing to change more than one voter at once ({old:?} -> {new:?})"
-        ));
+        return Err(format!("refusing to change more than one voter at once ({old:?} -> {new:?})"));
     }
     if new.is_empty() {
         return Err("refusing to remove the last voter".into());
@@ -239,26 +179,13 @@ fn remove_stale(v: &ClusterView, voters: &[NodeId]) -> Option<(Action, Phase)> {
         .filter(|m| m.stale || (m.ordinal.is_none() && !m.live))
         // Voters first: a dead voter weighs on quorum, a dead learner does not.
         .min_by_key(|m| (!m.voter, m.node_id))?;
-    let new = if stale.voter {
-        without(voters, stale.node_id)
-    } else {
-        voters.to_vec()
-    };
+    let new = if stale.voter { without(voters, stale.node_id) } else { voters.to_vec() };
     if stale.voter {
         if let Err(why) = change_is_safe(v, voters, &new) {
-            return Some(degraded(format!(
-                "cannot remove stale node {}: {why}",
-                stale.node_id
-            )));
+            return Some(degraded(format!("cannot remove stale node {}: {why}", stale.node_id)));
         }
     }
-    Some((
-        Action::RemoveStaleMember {
-            node_id: stale.node_id,
-            voters: new,
-        },
-        Phase::Scaling,
-    ))
+    Some((Action::RemoveStaleMember { node_id: stale.node_id, voters: new }, Phase::Scaling))
 }
 
 /// Step 5: every target ordinal must host a voter. Lowest ordinal first; returns the
@@ -292,11 +219,7 @@ fn add_members(
                     return Ok(degraded(why));
                 }
                 return Ok((
-                    Action::AddLearner {
-                        ordinal,
-                        node_id: st.node_id,
-                        addr: st.addr.clone(),
-                    },
+                    Action::AddLearner { ordinal, node_id: st.node_id, addr: st.addr.clone() },
                     Phase::Scaling,
                 ));
             }
@@ -317,13 +240,7 @@ fn promote(v: &ClusterView, voters: &[NodeId], m: &MemberView) -> Result<(Action
     new.push(m.node_id);
     new.sort_unstable();
     change_is_safe(v, voters, &new)?;
-    Ok((
-        Action::Promote {
-            node_id: m.node_id,
-            voters: new,
-        },
-        Phase::Scaling,
-    ))
+    Ok((Action::Promote { node_id: m.node_id, voters: new }, Phase::Scaling))
 }
 
 /// A slot that is not a member may join as a learner only if it is blank, or its own
@@ -335,12 +252,7 @@ fn foreign_state(v: &ClusterView, slot: &Slot) -> Option<String> {
     if st.role == Role::Uninitialized && st.membership.voters.is_empty() {
         return None;
     }
-    let shares = st
-        .membership
-        .voters
-        .iter()
-        .chain(st.membership.learners.iter())
-        .any(|m| v.member(m.id).is_some());
+    let shares = st.membership.voters.iter().chain(st.membership.learners.iter()).any(|m| v.member(m.id).is_some());
     if shares && st.role != Role::Leader {
         None
     } else {
@@ -368,49 +280,22 @@ fn remove_excess(
         .max_by_key(|m| (m.ordinal, m.node_id))?;
     if m.node_id == leader.node_id {
         return Some(match transfer_target(o, v, target, None) {
-            Some(to) => (
-                Action::TransferLeader {
-                    from: leader.node_id,
-                    to,
-                },
-                Phase::Scaling,
-            ),
-            None => wait(
-                "leader must leave but no healthy, ready voter can take over",
-                Phase::Scaling,
-            ),
+            Some(to) => (Action::TransferLeader { from: leader.node_id, to }, Phase::Scaling),
+            None => wait("leader must leave but no healthy, ready voter can take over", Phase::Scaling),
         });
     }
-    let new = if m.voter {
-        without(voters, m.node_id)
-    } else {
-        voters.to_vec()
-    };
+    let new = if m.voter { without(voters, m.node_id) } else { voters.to_vec() };
     if m.voter {
         if let Err(why) = change_is_safe(v, voters, &new) {
-            return Some(wait(
-                format!("cannot remove node {} yet: {why}", m.node_id),
-                Phase::Scaling,
-            ));
+            return Some(wait(format!("cannot remove node {} yet: {why}", m.node_id), Phase::Scaling));
         }
     }
-    Some((
-        Action::RemoveMember {
-            node_id: m.node_id,
-            voters: new,
-        },
-        Phase::Scaling,
-    ))
+    Some((Action::RemoveMember { node_id: m.node_id, voters: new }, Phase::Scaling))
 }
 
 /// A voter that can take over leadership: healthy, on a kept ordinal, its slot ready
 /// and not terminating. Prefers one already on `version`, then the lowest ordinal.
-fn transfer_target(
-    o: &Observed,
-    v: &ClusterView,
-    target: u32,
-    version: Option<&str>,
-) -> Option<NodeId> {
+fn transfer_target(o: &Observed, v: &ClusterView, target: u32, version: Option<&str>) -> Option<NodeId> {
     v.members
         .iter()
         .filter(|m| m.voter && m.healthy && Some(m.node_id) != v.leader.as_ref().map(|l| l.node_id))
@@ -435,13 +320,7 @@ fn delete_volumes(o: &Observed, v: &ClusterView, target: u32) -> Option<(Action,
         .filter(|s| !v.members.iter().any(|m| m.ordinal == Some(s.ordinal)))
         .min_by_key(|s| s.ordinal)?;
     if s.exists {
-        return Some(wait(
-            format!(
-                "ordinal {} still has a pod; its volume goes after it",
-                s.ordinal
-            ),
-            Phase::Scaling,
-        ));
+        return Some(wait(format!("ordinal {} still has a pod; its volume goes after it", s.ordinal), Phase::Scaling));
     }
     Some((Action::DeleteVolume { ordinal: s.ordinal }, Phase::Scaling))
 }
@@ -463,59 +342,25 @@ fn upgrade(
     if !slots.iter().any(|s| outdated(s)) {
         return None;
     }
-    if let Some(s) = slots
-        .iter()
-        .find(|s| !s.exists || s.terminating || !s.ready)
-    {
-        return Some(wait(
-            format!(
-                "rolling restart: waiting for ordinal {} to be ready",
-                s.ordinal
-            ),
-            Phase::Upgrading,
-        ));
+    if let Some(s) = slots.iter().find(|s| !s.exists || s.terminating || !s.ready) {
+        return Some(wait(format!("rolling restart: waiting for ordinal {} to be ready", s.ordinal), Phase::Upgrading));
     }
-    if let Some(s) = slots
-        .iter()
-        .find(|s| outdated(s) && s.ordinal != leader.ordinal)
-    {
+    if let Some(s) = slots.iter().find(|s| outdated(s) && s.ordinal != leader.ordinal) {
         // Restart only a fully healthy cluster: from 3 voters on, one member down
         // still leaves a healthy majority. With 2 voters (like 1) any restart is a
         // brief, unavoidable loss of quorum, not of data: the node keeps its volume.
         if v.healthy_count(voters) < voters.len() {
-            return Some(wait(
-                "rolling restart: waiting for every voter to be healthy",
-                Phase::Upgrading,
-            ));
+            return Some(wait("rolling restart: waiting for every voter to be healthy", Phase::Upgrading));
         }
-        return Some((
-            Action::RestartMember { ordinal: s.ordinal },
-            Phase::Upgrading,
-        ));
+        return Some((Action::RestartMember { ordinal: s.ordinal }, Phase::Upgrading));
     }
     // Only the leader is left on the old version.
     if voters.len() == 1 {
         // A one-node cluster cannot hand over: the restart is the (brief) outage.
-        return Some((
-            Action::RestartMember {
-                ordinal: leader.ordinal,
-            },
-            Phase::Upgrading,
-        ));
+        return Some((Action::RestartMember { ordinal: leader.ordinal }, Phase::Upgrading));
     }
-    Some(
-        match transfer_target(o, v, target, Some(d.version.as_str())) {
-            Some(to) => (
-                Action::TransferLeader {
-                    from: leader.node_id,
-                    to,
-                },
-                Phase::Upgrading,
-            ),
-            None => wait(
-                "rolling restart: no healthy, ready voter can take over leadership",
-                Phase::Upgrading,
-            ),
-        },
-    )
+    Some(match transfer_target(o, v, target, Some(d.version.as_str())) {
+        Some(to) => (Action::TransferLeader { from: leader.node_id, to }, Phase::Upgrading),
+        None => wait("rolling restart: no healthy, ready voter can take over leadership", Phase::Upgrading),
+    })
 }

@@ -93,12 +93,7 @@ pub struct Desired {
 impl Desired {
     /// `replicas` nodes running `version`, volumes retained, default lag.
     pub fn new(replicas: u32, version: impl Into<String>) -> Self {
-        Self {
-            replicas,
-            version: version.into(),
-            volume_policy: VolumePolicy::Retain,
-            max_lag: DEFAULT_MAX_LAG,
-        }
+        Self { replicas, version: version.into(), volume_policy: VolumePolicy::Retain, max_lag: DEFAULT_MAX_LAG }
     }
 }
 
@@ -287,9 +282,9 @@ impl std::fmt::Display for Action {
         match self {
             Action::ScaleWorkload { replicas } => write!(f, "scale workload to {replicas}"),
             Action::Bootstrap { ordinal } => write!(f, "bootstrap ordinal {ordinal} alone"),
-            Action::AddLearner {
-                ordinal, node_id, ..
-            } => write!(f, "add ordinal {ordinal} (node {node_id}) as learner"),
+            Action::AddLearner { ordinal, node_id, .. } => {
+                write!(f, "add ordinal {ordinal} (node {node_id}) as learner")
+            }
             Action::Promote { node_id, voters } => {
                 write!(f, "promote node {node_id} (voters {voters:?})")
             }

@@ -33,10 +33,7 @@ fn converge(mut sim: Sim, desired: &Desired, fault: Fault, label: &str) -> Sim {
             return sim;
         }
         if let Err(why) = sim.apply(&p.action) {
-            panic!(
-                "{label}: step {step}: {} violated safety: {why}\nhistory: {:#?}",
-                p.action, sim.history
-            );
+            panic!("{label}: step {step}: {} violated safety: {why}\nhistory: {:#?}", p.action, sim.history);
         }
         sim.tick();
     }
@@ -53,24 +50,14 @@ fn assert_converged(sim: &Sim, desired: &Desired, label: &str) {
     let mut want: Vec<NodeId> = (0..n).map(|o| sim.id_at(o).unwrap()).collect();
     want.sort_unstable();
     assert_eq!(sim.voters, want, "{label}: voters");
-    assert!(
-        sim.learners.is_empty(),
-        "{label}: learners {:?}",
-        sim.learners
-    );
+    assert!(sim.learners.is_empty(), "{label}: learners {:?}", sim.learners);
     assert!(sim.leader.is_some(), "{label}: leader");
     for o in 0..n {
-        assert_eq!(
-            sim.slots[o as usize].version, desired.version,
-            "{label}: version of {o}"
-        );
+        assert_eq!(sim.slots[o as usize].version, desired.version, "{label}: version of {o}");
     }
     if desired.volume_policy == VolumePolicy::Delete {
         for o in n..MAX_REPLICAS {
-            assert!(
-                sim.slots[o as usize].volume.is_none(),
-                "{label}: volume {o} kept"
-            );
+            assert!(sim.slots[o as usize].volume.is_none(), "{label}: volume {o} kept");
         }
     }
 }
@@ -119,9 +106,7 @@ fn converges_safely_from_every_size_to_every_size() {
                         if (from + to) % 2 == 0 {
                             desired.volume_policy = VolumePolicy::Delete;
                         }
-                        let label = format!(
-                            "{from}->{to} leader@{leader} upgrade={upgrade} fault={fault:?}"
-                        );
+                        let label = format!("{from}->{to} leader@{leader} upgrade={upgrade} fault={fault:?}");
                         converge(sim, &desired, fault, &label);
                         runs += 1;
                     }
@@ -149,12 +134,7 @@ fn named_scenarios_reach_done() {
     }
     let mut sim = Sim::running(3, 1, "v1");
     sim.wipe(1);
-    let done = converge(
-        sim,
-        &Desired::new(3, "v1"),
-        Fault::None,
-        "replace leader data dir",
-    );
+    let done = converge(sim, &Desired::new(3, "v1"), Fault::None, "replace leader data dir");
     assert_eq!(done.voters.len(), 3);
 }
 
@@ -213,10 +193,7 @@ fn random_faults_and_spec_changes_never_break_safety() {
                         Some(*id) == sim.id_at(o)
                             || (0..MAX_REPLICAS).any(|x| {
                                 sim.id_at(x) == Some(*id)
-                                    && sim.slots[x as usize]
-                                        .volume
-                                        .as_ref()
-                                        .is_some_and(|d| d.log >= sim.committed)
+                                    && sim.slots[x as usize].volume.as_ref().is_some_and(|d| d.log >= sim.committed)
                             })
                     });
                     if others_durable && sim.voters.len() >= 3 {
@@ -227,22 +204,14 @@ fn random_faults_and_spec_changes_never_break_safety() {
             }
             let p = plan(&desired, &sim.observe());
             if let Err(why) = sim.apply(&p.action) {
-                panic!(
-                    "seed {seed} step {step}: {} violated safety: {why}\nhistory: {:#?}",
-                    p.action, sim.history
-                );
+                panic!("seed {seed} step {step}: {} violated safety: {why}\nhistory: {:#?}", p.action, sim.history);
             }
             sim.tick();
         }
         for o in 0..MAX_REPLICAS {
             sim.revive(o);
         }
-        converge(
-            sim,
-            &desired,
-            Fault::None,
-            &format!("seed {seed} (healing)"),
-        );
+        converge(sim, &desired, Fault::None, &format!("seed {seed} (healing)"));
     }
 }
 

@@ -134,8 +134,7 @@ impl Sim {
     }
 
     fn data(&self, id: NodeId) -> Option<&Data> {
-        self.ordinal_of(id)
-            .and_then(|o| self.slots[o as usize].volume.as_ref())
+        self.ordinal_of(id).and_then(|o| self.slots[o as usize].volume.as_ref())
     }
 
     fn create_pod(&mut self, o: u32) {
@@ -147,12 +146,7 @@ impl Sim {
         s.crashed = false;
         s.version = version;
         if s.volume.is_none() {
-            s.volume = Some(Data {
-                id: *next,
-                state: false,
-                log: 0,
-                seen: (vec![], vec![]),
-            });
+            s.volume = Some(Data { id: *next, state: false, log: 0, seen: (vec![], vec![]) });
             *next += 1;
         }
     }
@@ -176,18 +170,12 @@ impl Sim {
 
     /// Healthy voters: live and holding the leader's log (within lag 0 in the sim).
     fn healthy(&self, set: &[NodeId]) -> usize {
-        set.iter()
-            .filter(|id| {
-                self.live(**id) && self.data(**id).is_some_and(|d| d.log + 256 >= self.last)
-            })
-            .count()
+        set.iter().filter(|id| self.live(**id) && self.data(**id).is_some_and(|d| d.log + 256 >= self.last)).count()
     }
 
     /// Voters whose data holds every acknowledged write.
     fn durable(&self, set: &[NodeId]) -> usize {
-        set.iter()
-            .filter(|id| self.data(**id).is_some_and(|d| d.log >= self.committed))
-            .count()
+        set.iter().filter(|id| self.data(**id).is_some_and(|d| d.log >= self.committed)).count()
     }
 
     /// The observation a driver would build.
@@ -220,11 +208,8 @@ impl Sim {
                 } else {
                     Role::Uninitialized
                 };
-                let mship = if member {
-                    membership(&self.voters, &self.learners)
-                } else {
-                    membership(&d.seen.0, &d.seen.1)
-                };
+                let mship =
+                    if member { membership(&self.voters, &self.learners) } else { membership(&d.seen.0, &d.seen.1) };
                 let replication: BTreeMap<NodeId, Option<u64>> = if is_leader {
                     self.voters
                         .iter()
@@ -254,35 +239,25 @@ impl Sim {
             }
             slots.push(slot);
         }
-        Observed {
-            workload_replicas: self.workload,
-            slots,
-            initialized_before: self.initialized_before,
-        }
+        Observed { workload_replicas: self.workload, slots, initialized_before: self.initialized_before }
     }
 
     fn member(&self, id: NodeId) -> Member {
         Member {
             id,
-            addr: self
-                .ordinal_of(id)
-                .map(|o| self.addrs[o as usize].clone())
-                .unwrap_or_else(|| NodeAddr {
-                    raft_addr: format!("gone-{id}:7379"),
-                    resp_addr: format!("gone-{id}:6379"),
-                    http_addr: format!("gone-{id}:8080"),
-                }),
+            addr: self.ordinal_of(id).map(|o| self.addrs[o as usize].clone()).unwrap_or_else(|| NodeAddr {
+                raft_addr: format!("gone-{id}:7379"),
+                resp_addr: format!("gone-{id}:6379"),
+                http_addr: format!("gone-{id}:8080"),
+            }),
         }
     }
 
     /// Checks that a voter change keeps a healthy majority in both configs and touches one node.
     fn check_change(&self, old: &[NodeId], new: &[NodeId]) -> Result<(), String> {
-        let delta = old.iter().filter(|i| !new.contains(i)).count()
-            + new.iter().filter(|i| !old.contains(i)).count();
+        let delta = old.iter().filter(|i| !new.contains(i)).count() + new.iter().filter(|i| !old.contains(i)).count();
         if delta > 1 {
-            return Err(format!(
-                "changed {delta} voters at once: {old:?} -> {new:?}"
-            ));
+            return Err(format!("changed {delta} voters at once: {old:?} -> {new:?}"));
         }
         for set in [old, new] {
             if self.healthy(set) < majority(set.len()) {
@@ -300,8 +275,7 @@ impl Sim {
                 return Err(format!("removed the leader {l} without a transfer"));
             }
         }
-        self.learners
-            .retain(|id| !new.contains(id) && Some(*id) != removed);
+        self.learners.retain(|id| !new.contains(id) && Some(*id) != removed);
         self.voters = new;
         // The config entry commits (joint consensus) only once a majority of both
         // configs holds the whole log: the live members have caught up by then.
@@ -357,19 +331,13 @@ impl Sim {
                 self.workload = n;
             }
             Action::Bootstrap { ordinal } => {
-                if self
-                    .slots
-                    .iter()
-                    .any(|s| s.volume.as_ref().is_some_and(|d| d.state))
-                {
+                if self.slots.iter().any(|s| s.volume.as_ref().is_some_and(|d| d.state)) {
                     return Err("bootstrapped while some node holds Raft state".into());
                 }
                 if self.initialized_before {
                     return Err("re-bootstrapped a cluster initialized before".into());
                 }
-                let id = self
-                    .id_at(*ordinal)
-                    .ok_or("bootstrap of a slot without volume")?;
+                let id = self.id_at(*ordinal).ok_or("bootstrap of a slot without volume")?;
                 if !self.up(*ordinal) {
                     return Err("bootstrap of a down node".into());
                 }
@@ -412,8 +380,7 @@ impl Sim {
                 }
                 self.set_voters(voters.clone(), None)?;
             }
-            Action::RemoveMember { node_id, voters }
-            | Action::RemoveStaleMember { node_id, voters } => {
+            Action::RemoveMember { node_id, voters } | Action::RemoveStaleMember { node_id, voters } => {
                 if self.leader == Some(*node_id) {
                     return Err(format!("removed leader {node_id}"));
                 }
@@ -451,9 +418,7 @@ impl Sim {
                 }
                 let id = self.id_at(o);
                 if id.is_some() && id == self.leader && self.voters.len() > 1 {
-                    return Err(format!(
-                        "restarted leader at ordinal {o} without a transfer"
-                    ));
+                    return Err(format!("restarted leader at ordinal {o} without a transfer"));
                 }
                 let s = &mut self.slots[o as usize];
                 s.down = 2;
@@ -480,23 +445,14 @@ impl Sim {
         for s in &mut self.slots {
             s.down = s.down.saturating_sub(1);
         }
-        let leader_ok = self
-            .leader
-            .is_some_and(|l| self.live(l) && self.voters.contains(&l));
+        let leader_ok = self.leader.is_some_and(|l| self.live(l) && self.voters.contains(&l));
         if !leader_ok {
             self.leader = None;
-            let live: Vec<NodeId> = self
-                .voters
-                .iter()
-                .copied()
-                .filter(|id| self.live(*id))
-                .collect();
+            let live: Vec<NodeId> = self.voters.iter().copied().filter(|id| self.live(*id)).collect();
             // A node wins an election only with a live majority and the longest log.
             if !self.voters.is_empty() && live.len() >= majority(self.voters.len()) {
-                self.leader = live
-                    .iter()
-                    .copied()
-                    .max_by_key(|id| (self.data(*id).map(|d| d.log), std::cmp::Reverse(*id)));
+                self.leader =
+                    live.iter().copied().max_by_key(|id| (self.data(*id).map(|d| d.log), std::cmp::Reverse(*id)));
                 self.term += 1;
             }
         }

@@ -100,14 +100,7 @@ fn after_bootstrap_adds_next_ordinal_as_learner() {
     sim.apply(&Action::ScaleWorkload { replicas: 3 }).unwrap();
     sim.apply(&Action::Bootstrap { ordinal: 0 }).unwrap();
     sim.tick();
-    assert_eq!(
-        next(&sim, &d(3)),
-        Action::AddLearner {
-            ordinal: 1,
-            node_id: id(&sim, 1),
-            addr: addr(1)
-        }
-    );
+    assert_eq!(next(&sim, &d(3)), Action::AddLearner { ordinal: 1, node_id: id(&sim, 1), addr: addr(1) });
 }
 
 #[test]
@@ -115,21 +108,10 @@ fn promotes_caught_up_learner() {
     let mut sim = Sim::running(1, 0, "v1");
     sim.apply(&Action::ScaleWorkload { replicas: 2 }).unwrap();
     let n1 = id(&sim, 1);
-    sim.apply(&Action::AddLearner {
-        ordinal: 1,
-        node_id: n1,
-        addr: addr(1),
-    })
-    .unwrap();
+    sim.apply(&Action::AddLearner { ordinal: 1, node_id: n1, addr: addr(1) }).unwrap();
     let mut voters = vec![id(&sim, 0), n1];
     voters.sort_unstable();
-    assert_eq!(
-        next(&sim, &d(2)),
-        Action::Promote {
-            node_id: n1,
-            voters
-        }
-    );
+    assert_eq!(next(&sim, &d(2)), Action::Promote { node_id: n1, voters });
 }
 
 #[test]
@@ -137,35 +119,18 @@ fn refuses_to_promote_lagging_learner() {
     let mut sim = Sim::running(1, 0, "v1");
     sim.apply(&Action::ScaleWorkload { replicas: 2 }).unwrap();
     let n1 = id(&sim, 1);
-    sim.apply(&Action::AddLearner {
-        ordinal: 1,
-        node_id: n1,
-        addr: addr(1),
-    })
-    .unwrap();
+    sim.apply(&Action::AddLearner { ordinal: 1, node_id: n1, addr: addr(1) }).unwrap();
     let mut obs = sim.observe();
     let leader = obs.slots[0].status.as_mut().unwrap();
     leader.last_log_index = Some(10_000);
-    leader
-        .replication
-        .insert(n1, Some(10_000 - DEFAULT_MAX_LAG - 1));
+    leader.replication.insert(n1, Some(10_000 - DEFAULT_MAX_LAG - 1));
     let a = act(&d(2), &obs);
     assert!(is_wait(&a), "{a}");
     // Unknown progress is lagging too.
-    obs.slots[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .replication
-        .insert(n1, None);
+    obs.slots[0].status.as_mut().unwrap().replication.insert(n1, None);
     assert!(is_wait(&act(&d(2), &obs)));
     // Within the lag: promoted.
-    obs.slots[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .replication
-        .insert(n1, Some(10_000 - DEFAULT_MAX_LAG));
+    obs.slots[0].status.as_mut().unwrap().replication.insert(n1, Some(10_000 - DEFAULT_MAX_LAG));
     assert!(matches!(act(&d(2), &obs), Action::Promote { .. }));
 }
 
@@ -174,12 +139,7 @@ fn refuses_to_promote_unreachable_learner() {
     let mut sim = Sim::running(1, 0, "v1");
     sim.apply(&Action::ScaleWorkload { replicas: 2 }).unwrap();
     let n1 = id(&sim, 1);
-    sim.apply(&Action::AddLearner {
-        ordinal: 1,
-        node_id: n1,
-        addr: addr(1),
-    })
-    .unwrap();
+    sim.apply(&Action::AddLearner { ordinal: 1, node_id: n1, addr: addr(1) }).unwrap();
     sim.crash(1);
     let a = next(&sim, &d(2));
     assert!(is_wait(&a), "{a}");
@@ -192,10 +152,7 @@ fn scale_up_grows_then_adds_lowest_new_ordinal() {
     let mut sim = Sim::running(3, 1, "v1");
     assert_eq!(next(&sim, &d(5)), Action::ScaleWorkload { replicas: 5 });
     sim.apply(&Action::ScaleWorkload { replicas: 5 }).unwrap();
-    assert!(matches!(
-        next(&sim, &d(5)),
-        Action::AddLearner { ordinal: 3, .. }
-    ));
+    assert!(matches!(next(&sim, &d(5)), Action::AddLearner { ordinal: 3, .. }));
 }
 
 #[test]
@@ -203,26 +160,12 @@ fn scale_down_removes_highest_ordinal_first_then_shrinks() {
     let mut sim = Sim::running(5, 0, "v1");
     let n4 = id(&sim, 4);
     let want: Vec<NodeId> = sim.voters.iter().copied().filter(|i| *i != n4).collect();
-    assert_eq!(
-        next(&sim, &d(3)),
-        Action::RemoveMember {
-            node_id: n4,
-            voters: want.clone()
-        }
-    );
-    sim.apply(&Action::RemoveMember {
-        node_id: n4,
-        voters: want,
-    })
-    .unwrap();
+    assert_eq!(next(&sim, &d(3)), Action::RemoveMember { node_id: n4, voters: want.clone() });
+    sim.apply(&Action::RemoveMember { node_id: n4, voters: want }).unwrap();
     assert!(matches!(next(&sim, &d(3)), Action::RemoveMember { .. }));
     let n3 = id(&sim, 3);
     let want: Vec<NodeId> = sim.voters.iter().copied().filter(|i| *i != n3).collect();
-    sim.apply(&Action::RemoveMember {
-        node_id: n3,
-        voters: want,
-    })
-    .unwrap();
+    sim.apply(&Action::RemoveMember { node_id: n3, voters: want }).unwrap();
     assert_eq!(next(&sim, &d(3)), Action::ScaleWorkload { replicas: 3 });
     sim.apply(&Action::ScaleWorkload { replicas: 3 }).unwrap();
     assert_eq!(next(&sim, &d(3)), Action::Done);
@@ -231,13 +174,7 @@ fn scale_down_removes_highest_ordinal_first_then_shrinks() {
 #[test]
 fn scale_down_transfers_leadership_off_the_departing_leader() {
     let sim = Sim::running(3, 2, "v1");
-    assert_eq!(
-        next(&sim, &d(1)),
-        Action::TransferLeader {
-            from: id(&sim, 2),
-            to: id(&sim, 0)
-        }
-    );
+    assert_eq!(next(&sim, &d(1)), Action::TransferLeader { from: id(&sim, 2), to: id(&sim, 0) });
 }
 
 #[test]
@@ -246,10 +183,7 @@ fn scale_down_never_shrinks_while_a_member_lives_on_a_removed_ordinal() {
     // Ordinal 2 is down: still a member, so no shrink before it is removed.
     sim.crash(2);
     let a = next(&sim, &d(2));
-    assert!(
-        matches!(a, Action::RemoveMember { node_id, .. } if node_id == id(&sim, 2)),
-        "{a}"
-    );
+    assert!(matches!(a, Action::RemoveMember { node_id, .. } if node_id == id(&sim, 2)), "{a}");
 }
 
 #[test]
@@ -257,19 +191,8 @@ fn scale_down_removes_excess_learner_keeping_voters() {
     let mut sim = Sim::running(3, 0, "v1");
     sim.apply(&Action::ScaleWorkload { replicas: 4 }).unwrap();
     let n3 = id(&sim, 3);
-    sim.apply(&Action::AddLearner {
-        ordinal: 3,
-        node_id: n3,
-        addr: addr(3),
-    })
-    .unwrap();
-    assert_eq!(
-        next(&sim, &d(3)),
-        Action::RemoveMember {
-            node_id: n3,
-            voters: sim.voters.clone()
-        }
-    );
+    sim.apply(&Action::AddLearner { ordinal: 3, node_id: n3, addr: addr(3) }).unwrap();
+    assert_eq!(next(&sim, &d(3)), Action::RemoveMember { node_id: n3, voters: sim.voters.clone() });
 }
 
 #[test]
@@ -291,11 +214,7 @@ fn scale_down_deletes_volumes_per_policy_only_after_pods_are_gone() {
     for o in [2, 1] {
         let n = id(&sim, o);
         let want: Vec<NodeId> = sim.voters.iter().copied().filter(|i| *i != n).collect();
-        sim.apply(&Action::RemoveMember {
-            node_id: n,
-            voters: want,
-        })
-        .unwrap();
+        sim.apply(&Action::RemoveMember { node_id: n, voters: want }).unwrap();
     }
     let mut desired = d(1);
     desired.volume_policy = VolumePolicy::Delete;
@@ -328,26 +247,9 @@ fn replaced_volume_removes_old_id_then_adds_new_id() {
     sim.wipe(1);
     let new = id(&sim, 1);
     let want: Vec<NodeId> = sim.voters.iter().copied().filter(|i| *i != old).collect();
-    assert_eq!(
-        next(&sim, &d(3)),
-        Action::RemoveStaleMember {
-            node_id: old,
-            voters: want.clone()
-        }
-    );
-    sim.apply(&Action::RemoveStaleMember {
-        node_id: old,
-        voters: want,
-    })
-    .unwrap();
-    assert_eq!(
-        next(&sim, &d(3)),
-        Action::AddLearner {
-            ordinal: 1,
-            node_id: new,
-            addr: addr(1)
-        }
-    );
+    assert_eq!(next(&sim, &d(3)), Action::RemoveStaleMember { node_id: old, voters: want.clone() });
+    sim.apply(&Action::RemoveStaleMember { node_id: old, voters: want }).unwrap();
+    assert_eq!(next(&sim, &d(3)), Action::AddLearner { ordinal: 1, node_id: new, addr: addr(1) });
 }
 
 #[test]
@@ -374,20 +276,9 @@ fn stale_learner_is_removed_without_touching_voters() {
     let mut sim = Sim::running(2, 0, "v1");
     sim.apply(&Action::ScaleWorkload { replicas: 3 }).unwrap();
     let n2 = id(&sim, 2);
-    sim.apply(&Action::AddLearner {
-        ordinal: 2,
-        node_id: n2,
-        addr: addr(2),
-    })
-    .unwrap();
+    sim.apply(&Action::AddLearner { ordinal: 2, node_id: n2, addr: addr(2) }).unwrap();
     sim.wipe(2);
-    assert_eq!(
-        next(&sim, &d(3)),
-        Action::RemoveStaleMember {
-            node_id: n2,
-            voters: sim.voters.clone()
-        }
-    );
+    assert_eq!(next(&sim, &d(3)), Action::RemoveStaleMember { node_id: n2, voters: sim.voters.clone() });
 }
 
 #[test]
@@ -399,10 +290,7 @@ fn refuses_to_add_a_node_from_another_cluster() {
     // A leader of its own one-node cluster (in an older term than ours).
     st.role = Role::Leader;
     st.term = 0;
-    st.membership.voters = vec![crate::api::Member {
-        id: st.node_id,
-        addr: addr(3),
-    }];
+    st.membership.voters = vec![crate::api::Member { id: st.node_id, addr: addr(3) }];
     let a = act(&d(4), &obs);
     assert!(is_degraded(&a), "{a}");
     // A follower whose config shares no member with ours.
@@ -496,18 +384,8 @@ fn upgrade_restarts_followers_first_one_at_a_time() {
     sim.tick();
     sim.tick();
     // Only the leader is left: transfer first.
-    assert_eq!(
-        next(&sim, &v2),
-        Action::TransferLeader {
-            from: id(&sim, 0),
-            to: id(&sim, 1)
-        }
-    );
-    sim.apply(&Action::TransferLeader {
-        from: id(&sim, 0),
-        to: id(&sim, 1),
-    })
-    .unwrap();
+    assert_eq!(next(&sim, &v2), Action::TransferLeader { from: id(&sim, 0), to: id(&sim, 1) });
+    sim.apply(&Action::TransferLeader { from: id(&sim, 0), to: id(&sim, 1) }).unwrap();
     assert_eq!(next(&sim, &v2), Action::RestartMember { ordinal: 0 });
 }
 
@@ -515,10 +393,7 @@ fn upgrade_restarts_followers_first_one_at_a_time() {
 fn upgrade_of_a_single_node_restarts_it() {
     let mut sim = Sim::running(1, 0, "v1");
     sim.template_version = "v2".into();
-    assert_eq!(
-        next(&sim, &Desired::new(1, "v2")),
-        Action::RestartMember { ordinal: 0 }
-    );
+    assert_eq!(next(&sim, &Desired::new(1, "v2")), Action::RestartMember { ordinal: 0 });
 }
 
 #[test]
@@ -582,13 +457,7 @@ fn two_voters_with_one_replaced_volume_is_degraded_forever() {
 fn fresh_leader_without_progress_waits_instead_of_reporting_degraded() {
     let sim = Sim::running(3, 0, "v1");
     let mut obs = sim.observe();
-    for v in obs.slots[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .replication
-        .values_mut()
-    {
+    for v in obs.slots[0].status.as_mut().unwrap().replication.values_mut() {
         *v = None;
     }
     let a = act(&d(5), &obs);

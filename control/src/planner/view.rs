@@ -62,11 +62,8 @@ pub struct ClusterView {
 impl ClusterView {
     /// Interprets `observed` under `desired`'s lag tolerance.
     pub fn new(desired: &Desired, observed: &Observed) -> Self {
-        let reachable: Vec<(&Slot, &ClusterStatus)> = observed
-            .slots
-            .iter()
-            .filter_map(|s| s.status.as_ref().map(|st| (s, st)))
-            .collect();
+        let reachable: Vec<(&Slot, &ClusterStatus)> =
+            observed.slots.iter().filter_map(|s| s.status.as_ref().map(|st| (s, st))).collect();
         let any_state = reachable.iter().any(|(_, st)| has_state(st));
         let leader = find_leader(&reachable);
 
@@ -74,10 +71,7 @@ impl ClusterView {
         // newest config any node reports (highest config log index, then term) is the
         // best estimate of what an election would have to satisfy.
         let source: Option<&ClusterStatus> = match &leader {
-            Some(l) => reachable
-                .iter()
-                .find(|(s, _)| s.ordinal == l.ordinal)
-                .map(|(_, st)| *st),
+            Some(l) => reachable.iter().find(|(s, _)| s.ordinal == l.ordinal).map(|(_, st)| *st),
             None => reachable
                 .iter()
                 .filter(|(_, st)| has_state(st))
@@ -85,26 +79,14 @@ impl ClusterView {
                 .map(|(_, st)| *st),
         };
         let Some(source) = source else {
-            return Self {
-                any_state,
-                ..Self::default()
-            };
+            return Self { any_state, ..Self::default() };
         };
 
-        let last_index = if leader.is_some() {
-            source.last_log_index.unwrap_or(0)
-        } else {
-            0
-        };
+        let last_index = if leader.is_some() { source.last_log_index.unwrap_or(0) } else { 0 };
         let mut members = Vec::new();
-        for (voter, list) in [
-            (true, &source.membership.voters),
-            (false, &source.membership.learners),
-        ] {
+        for (voter, list) in [(true, &source.membership.voters), (false, &source.membership.learners)] {
             for m in list {
-                members.push(member_view(
-                    desired, observed, &leader, source, last_index, voter, m,
-                ));
+                members.push(member_view(desired, observed, &leader, source, last_index, voter, m));
             }
         }
         let uncommitted = leader.is_some()
@@ -113,24 +95,12 @@ impl ClusterView {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-        Self {
-            leader,
-            members,
-            joint: source.membership.joint,
-            uncommitted,
-            last_index,
-            any_state,
-        }
+        Self { leader, members, joint: source.membership.joint, uncommitted, last_index, any_state }
     }
 
     /// Voter ids, sorted.
     pub fn voters(&self) -> Vec<NodeId> {
-        let mut v: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| m.voter)
-            .map(|m| m.node_id)
-            .collect();
+        let mut v: Vec<NodeId> = self.members.iter().filter(|m| m.voter).map(|m| m.node_id).collect();
         v.sort_unstable();
         v
     }
@@ -142,17 +112,12 @@ impl ClusterView {
 
     /// The member hosted on this ordinal that is live there (reports its id), if any.
     pub fn live_member_at(&self, ordinal: u32) -> Option<&MemberView> {
-        self.members
-            .iter()
-            .find(|m| m.live && m.ordinal == Some(ordinal))
+        self.members.iter().find(|m| m.live && m.ordinal == Some(ordinal))
     }
 
     /// Number of healthy voters among `voters`.
     pub fn healthy_count(&self, voters: &[NodeId]) -> usize {
-        voters
-            .iter()
-            .filter(|id| self.member(**id).is_some_and(|m| m.healthy))
-            .count()
+        voters.iter().filter(|id| self.member(**id).is_some_and(|m| m.healthy)).count()
     }
 
     /// True when the healthy voters form a majority of the current voter set.
@@ -178,14 +143,8 @@ fn has_state(st: &ClusterStatus) -> bool {
 fn find_leader(reachable: &[(&Slot, &ClusterStatus)]) -> Option<LeaderRef> {
     let mut claims: Vec<LeaderRef> = reachable
         .iter()
-        .filter(|(_, st)| {
-            st.role == Role::Leader && st.membership.voters.iter().any(|m| m.id == st.node_id)
-        })
-        .map(|(s, st)| LeaderRef {
-            node_id: st.node_id,
-            ordinal: s.ordinal,
-            term: st.term,
-        })
+        .filter(|(_, st)| st.role == Role::Leader && st.membership.voters.iter().any(|m| m.id == st.node_id))
+        .map(|(s, st)| LeaderRef { node_id: st.node_id, ordinal: s.ordinal, term: st.term })
         .collect();
     claims.sort_by_key(|l| std::cmp::Reverse(l.term));
     match claims.as_slice() {
@@ -205,11 +164,7 @@ fn member_view(
     voter: bool,
     m: &Member,
 ) -> MemberView {
-    let by_id = observed
-        .slots
-        .iter()
-        .find(|s| s.node_id() == Some(m.id))
-        .map(|s| s.ordinal);
+    let by_id = observed.slots.iter().find(|s| s.node_id() == Some(m.id)).map(|s| s.ordinal);
     let by_addr = observed
         .slots
         .iter()
@@ -222,17 +177,12 @@ fn member_view(
     let ordinal = by_id.or(by_addr);
     // Stale: the slot at the member's address answers, with another id. The old id
     // lived in the replaced volume and can never answer again.
-    let stale = !live
-        && by_addr
-            .and_then(|o| observed.slot(o))
-            .and_then(|s| s.node_id())
-            .is_some_and(|id| id != m.id);
+    let stale = !live && by_addr.and_then(|o| observed.slot(o)).and_then(|s| s.node_id()).is_some_and(|id| id != m.id);
     let (matched, caught_up) = match leader {
         Some(l) if l.node_id == m.id => (Some(last_index), true),
         Some(_) => {
             let matched = source.replication.get(&m.id).copied().flatten();
-            let caught_up =
-                matched.is_some_and(|x| last_index.saturating_sub(x) <= desired.max_lag);
+            let caught_up = matched.is_some_and(|x| last_index.saturating_sub(x) <= desired.max_lag);
             (matched, caught_up)
         }
         None => (None, false),
@@ -242,14 +192,5 @@ fn member_view(
         Some(_) => live && caught_up,
         None => live,
     };
-    MemberView {
-        node_id: m.id,
-        voter,
-        ordinal,
-        live,
-        matched,
-        caught_up,
-        healthy,
-        stale,
-    }
+    MemberView { node_id: m.id, voter, ordinal, live, matched, caught_up, healthy, stale }
 }

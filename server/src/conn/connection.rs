@@ -95,11 +95,15 @@ impl Connection {
         let (mut rd, mut wr) = stream.into_split();
         let mut rbuf = BytesMut::with_capacity(INITIAL_READ_BUF);
         let mut decoder = RequestDecoder::new(self.ctx.decoder_limits);
+        decoder.set_authenticated(self.session.authenticated);
         loop {
             loop {
                 match decoder.decode(&mut rbuf) {
                     Ok(Some(args)) => {
                         self.dispatch(args).await;
+                        // Before AUTH, requests are capped small (as Redis does), so
+                        // an anonymous client cannot make the server buffer much.
+                        decoder.set_authenticated(self.session.authenticated);
                         if self.session.quit {
                             self.drain().await;
                             wr.write_all(&self.out).await?;

@@ -50,6 +50,13 @@ fn snapshot(store: &Store) -> Vec<u8> {
 }
 
 #[test]
+fn store_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<Operation>();
+}
+
+#[test]
 fn set_get_and_lazy_expiry() {
     let mut store = Store::new();
     assert_eq!(store.apply(&op(1000, set("k", "v", SetTtl::At(2000)))), Frame::ok());

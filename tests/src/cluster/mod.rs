@@ -109,12 +109,19 @@ pub struct Node {
     listen: (String, String, String),
     log: PathBuf,
     process: Option<NodeProcess>,
+    /// Removed from the cluster for good: never restarted by [`TestCluster::heal_all`].
+    retired: bool,
 }
 
 impl Node {
     /// True when a process is running (possibly paused).
     pub fn is_running(&self) -> bool {
         self.process.is_some()
+    }
+
+    /// True once the node was retired (removed for good).
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     /// True when the process is SIGSTOPped.
@@ -134,13 +141,24 @@ impl Node {
 }
 
 /// A running test cluster. Dropping it kills every process, then removes the
-/// network lab, then the temporary directory (field order is drop order).
+/// network lab, then the temporary directory (field order is drop order) —
+/// except while a test is panicking: then the data dirs and logs are kept for
+/// the post-mortem and their location is printed.
 pub struct TestCluster {
     nodes: Vec<Node>,
     lab: Option<NetLab>,
     admin: AdminClient,
     opts: ClusterOptions,
     dir: tempfile::TempDir,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = self.keep_dir();
+            eprintln!("test failed: cluster data and node logs kept in {}", dir.display());
+        }
+    }
 }
 
 /// Three distinct free ports on 127.0.0.1. Held listeners guarantee
@@ -203,10 +221,26 @@ impl TestCluster {
     /// Start every node that is not running.
     pub fn spawn_all(&mut self) -> Result<(), ClusterError> {
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].is_running() {
+            if !self.nodes[i].is_running() && !self.nodes[i].retired {
                 self.spawn(i)?;
             }
         }
+        Ok(())
+    }
+
+    /// Start one more (uninitialized) node; returns its index. It joins the
+    /// cluster only through [`Self::add_learner`] and [`Self::set_voters`].
+    pub fn add_node(&mut self) -> Result<usize, ClusterError> {
+        let i = self.add_node_slot()?;
+        self.spawn(i)?;
+        Ok(i)
+    }
+
+    /// Kill node `i` for good (after it left the membership): heal and
+    /// restart paths skip it from now on.
+    pub fn retire(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.kill(i)?;
+        self.nodes[i].retired = true;
         Ok(())
     }
 
@@ -243,6 +277,7 @@ impl TestCluster {
             listen,
             log,
             process: None,
+            retired: false,
         });
         Ok(index)
     }
@@ -421,7 +456,7 @@ impl TestCluster {
             }
         }
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].is_running() {
+            if !self.nodes[i].is_running() && !self.nodes[i].retired {
                 self.restart(i).await?;
             }
         }

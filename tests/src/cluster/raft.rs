@@ -78,25 +78,52 @@ impl TestCluster {
     /// membership, and has applied everything the leader had committed when
     /// first asked (so reads on any node see all acknowledged writes).
     pub async fn wait_converged(&self, timeout: Duration) -> Result<(), ClusterError> {
-        let converged = poll(timeout, "cluster convergence", || async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
             let st = self.statuses().await;
             let running = self
                 .nodes
                 .iter()
                 .filter(|n| n.is_running() && !n.is_paused())
                 .count();
-            let (_, leader) = st.iter().find(|(_, s)| s.role == Role::Leader)?;
-            let ok = st.len() == running
-                && st.iter().all(|(_, s)| {
-                    s.leader_id == Some(leader.node_id)
-                        && s.membership.voters == leader.membership.voters
-                        && !s.membership.joint
-                        && s.last_applied >= leader.committed
-                });
-            ok.then_some(())
-        })
-        .await;
-        Ok(converged?)
+            if let Some((_, leader)) = st.iter().find(|(_, s)| s.role == Role::Leader) {
+                let ok = st.len() == running
+                    && st.iter().all(|(_, s)| {
+                        s.leader_id == Some(leader.node_id)
+                            && s.membership.voters == leader.membership.voters
+                            && !s.membership.joint
+                            && s.last_applied >= leader.committed
+                    });
+                if ok {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                // Say what did not converge: one line per node.
+                let view: Vec<String> = st
+                    .iter()
+                    .map(|(i, s)| {
+                        format!(
+                            "node {i}: id {} {:?} term {} leader {:?} applied {:?} committed {:?} voters {:?}{}",
+                            s.node_id,
+                            s.role,
+                            s.term,
+                            s.leader_id,
+                            s.last_applied,
+                            s.committed,
+                            s.membership.voters.iter().map(|m| m.id).collect::<Vec<_>>(),
+                            if s.membership.joint { " (joint)" } else { "" }
+                        )
+                    })
+                    .collect();
+                return Err(ClusterError::Timeout(format!(
+                    "cluster convergence after {timeout:?} ({} of {running} running nodes answered):\n  {}",
+                    st.len(),
+                    view.join("\n  ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Index of the node whose Raft id is `id`.

@@ -1,0 +1,90 @@
+"""Throughput and latency of one running system over a list of workloads:
+preload the key space, calibrate each workload's request count to a target
+duration, then R repetitions in rounds (every workload once per round, so a
+drift of the machine spreads over all of them), medians reported."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from . import resp
+from .loadgen import LoadError, Result, Workload, etcd_load, redis_benchmark
+from .systems import System
+
+
+@dataclass
+class Plan:
+    """How hard and how long to measure (see run.py for the smoke/full presets)."""
+
+    workloads: list[Workload]
+    reps: int
+    seconds: float  # target duration of one run; 0 = no calibration, use `requests`
+    requests: int  # requests per run without calibration, and the calibration probe floor
+    max_requests: int
+    keyspace: int
+    value_size: int
+
+
+def measure(system: System, plan: Plan, log: Callable[[str], None]) -> dict[str, dict]:
+    """{workload label: {"rps", "p50_ms", "p99_ms", "runs": [...]}} for `system`."""
+    run = _runner(system, plan)
+    supported = [w for w in plan.workloads if not (system.kind == "etcd" and w.pipeline > 1)]
+    _preload(system, plan, log)
+    sizes: dict[Workload, int] = {}
+    for w in supported:
+        sizes[w] = _calibrate(run, w, plan) if plan.seconds else plan.requests
+    runs: dict[Workload, list[Result]] = {w: [] for w in supported}
+    for rep in range(plan.reps):
+        for w in supported:
+            r = run(w, sizes[w])
+            runs[w].append(r)
+            log(f"  {system.label:16} {w.label:14} rep {rep + 1}/{plan.reps}: "
+                f"{r.rps:>10.0f} ops/s  p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  "
+                f"(n={r.requests})")
+    return {w.label: _summary(w, rs) for w, rs in runs.items()}
+
+
+def _runner(system: System, plan: Plan) -> Callable[[Workload, int], Result]:
+    def run(w: Workload, n: int, timeout: float | None = None) -> Result:
+        # Generous: a run is sized for `plan.seconds`; only a hang should hit this.
+        t = timeout or max(120.0, 10 * plan.seconds)
+        if system.kind == "etcd":
+            return etcd_load(system.leader_endpoint, w, n, plan.value_size, plan.keyspace, t)
+        host, port = system.resp_addr
+        return redis_benchmark(host, port, w, n, plan.value_size, plan.keyspace, t)
+    return run
+
+
+def _preload(system: System, plan: Plan, log: Callable[[str], None]) -> None:
+    """Writes every key of the key space once, so GETs hit values of the real size."""
+    t0 = time.monotonic()
+    if system.kind == "etcd":
+        etcd_load(system.leader_endpoint, Workload("set", 50), plan.keyspace, plan.value_size,
+                  plan.keyspace, timeout=600, sequential=True)
+    else:
+        host, port = system.resp_addr
+        resp.load_keys(host, port, plan.keyspace, plan.value_size)
+    log(f"  {system.label}: preloaded {plan.keyspace} keys in {time.monotonic() - t0:.1f}s")
+
+
+def _calibrate(run: Callable[..., Result], w: Workload, plan: Plan) -> int:
+    """A short probe run (also the warm-up) sizes the real runs to ~plan.seconds."""
+    probe = max(plan.requests, w.clients * w.pipeline * 20)
+    r = run(w, probe)
+    if r.rps <= 0:
+        raise LoadError(f"{w.label}: probe measured {r.rps} ops/s")
+    n = int(r.rps * plan.seconds)
+    return max(probe, min(plan.max_requests, n))
+
+
+def _summary(w: Workload, rs: list[Result]) -> dict:
+    return {
+        "op": w.op, "clients": w.clients, "pipeline": w.pipeline,
+        "rps": statistics.median(r.rps for r in rs),
+        "p50_ms": statistics.median(r.p50_ms for r in rs),
+        "p99_ms": statistics.median(r.p99_ms for r in rs),
+        "runs": [r.to_json() for r in rs],
+    }

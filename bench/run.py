@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Seshat benchmark harness: Seshat (3 nodes) vs Redis with fsync, Redis without
+persistence, and a 3-member etcd, started one at a time on this machine on free
+loopback ports, driven with the same concurrency and value size.
+
+  python3 bench/run.py --smoke   # seconds-scale: every system, every phase, tiny
+  python3 bench/run.py --full    # the real numbers (about 15 minutes)
+
+Writes bench/results/<timestamp>/{results.md,results.json,throughput.png} and,
+for --full, bench/results/latest.{md,png}. Exits non-zero if any system fails to
+start or any benchmark errors. Every process it starts is killed on exit,
+including on Ctrl-C, SIGTERM and exceptions. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from harness import failover, loadgen, machine, memory, procs, report, throughput  # noqa: E402
+from harness.loadgen import Workload  # noqa: E402
+from harness.systems import Etcd, Redis, Seshat, System  # noqa: E402
+
+
+@dataclass
+class Preset:
+    clients: list[int]
+    reps: int
+    seconds: float
+    requests: int
+    max_requests: int
+    keyspace: int
+    failover_trials: int
+    memory_keys: int
+
+
+PRESETS = {
+    # A "works" check for CI: every system and phase, fixed tiny request counts.
+    "smoke": Preset(clients=[1, 10, 50, 200], reps=1, seconds=0, requests=400,
+                    max_requests=400, keyspace=1000, failover_trials=1, memory_keys=10_000),
+    "full": Preset(clients=[1, 10, 50, 200], reps=3, seconds=5, requests=1000,
+                   max_requests=5_000_000, keyspace=100_000, failover_trials=10,
+                   memory_keys=1_000_000),
+}
+VALUE_SIZE = 32
+PIPELINE_CLIENTS, PIPELINE_DEPTH = 50, 16
+FAILOVER_LOAD_CLIENTS = 20
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--smoke", action="store_const", dest="mode", const="smoke",
+                      help="tiny runs of every system and phase (CI: does it work?)")
+    mode.add_argument("--full", action="store_const", dest="mode", const="full",
+                      help="the real measurement")
+    ap.add_argument("--systems", default=",".join(report.SYSTEMS),
+                    help="comma-separated subset of: %(default)s")
+    ap.add_argument("--seshat-bin", type=Path, default=REPO / "target/release/seshat",
+                    help="seshat binary (default %(default)s, built if missing)")
+    ap.add_argument("--reps", type=int, help="repetitions per workload (median reported)")
+    ap.add_argument("--seconds", type=float, help="target duration of one run (full mode)")
+    ap.add_argument("--clients", help="client counts of the sweep, e.g. 1,10,50,200")
+    ap.add_argument("--failover-trials", type=int)
+    ap.add_argument("--memory-keys", type=int)
+    ap.add_argument("--no-failover", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    ap.add_argument("--no-latest", action="store_true",
+                    help="full mode: do not update results/latest.{md,png}")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="parent of the data dirs (default: the system temp dir)")
+    ap.add_argument("--keep-workdir", action="store_true",
+                    help="keep data dirs and server logs after the run")
+    return ap.parse_args()
+
+
+def preset_from(args: argparse.Namespace) -> Preset:
+    p = PRESETS[args.mode]
+    if args.reps:
+        p.reps = args.reps
+    if args.seconds is not None:
+        p.seconds = args.seconds
+    if args.clients:
+        p.clients = [int(c) for c in args.clients.split(",")]
+    if args.failover_trials is not None:
+        p.failover_trials = args.failover_trials
+    if args.memory_keys is not None:
+        p.memory_keys = args.memory_keys
+    return p
+
+
+def workloads(p: Preset) -> list[Workload]:
+    ws = [Workload("set", c) for c in p.clients]
+    ws.append(Workload("set", PIPELINE_CLIENTS, PIPELINE_DEPTH))
+    ws += [Workload("get", c) for c in p.clients]
+    return ws
+
+
+def check_tools(systems: list[str], seshat_bin: Path) -> None:
+    """Fails fast, with the install command, when a tool is missing; builds what
+    this repo builds (seshat at the default path, etcd-load)."""
+    need = {"redis-server": "redis-server", "redis-benchmark": "redis-tools"}
+    if "etcd" in systems:
+        need["etcd"] = "etcd-server"
+    missing = [pkg for tool, pkg in need.items() if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"missing tools: apt-get install -y {' '.join(sorted(set(missing)))}")
+    if "seshat" in systems and not seshat_bin.exists():
+        if seshat_bin != REPO / "target/release/seshat":
+            raise SystemExit(f"{seshat_bin} does not exist")
+        log("building target/release/seshat (cargo build --release --bin seshat) ...")
+        subprocess.run(["cargo", "build", "--release", "--bin", "seshat"], cwd=REPO, check=True)
+    if "etcd" in systems:
+        loadgen.ensure_etcd_load(log)
+
+
+def make_system(name: str, workdir: Path, seshat_bin: Path) -> System:
+    d = workdir / name
+    if name == "seshat":
+        return Seshat(name, d, binary=seshat_bin)
+    if name == "redis-fsync":
+        return Redis(name, d, fsync=True)
+    if name == "redis-nopersist":
+        return Redis(name, d, fsync=False)
+    if name == "etcd":
+        return Etcd(name, d)
+    raise SystemExit(f"unknown system {name!r}; choose from {report.SYSTEMS}")
+
+
+def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -> None:
+    plan = throughput.Plan(workloads=workloads(p), reps=p.reps, seconds=p.seconds,
+                           requests=p.requests, max_requests=p.max_requests,
+                           keyspace=p.keyspace, value_size=VALUE_SIZE)
+    errors: list[str] = results["errors"]
+    for name in systems:
+        log(f"\n== {name}: {report.DESCRIPTIONS[name]}")
+        sys_ = make_system(name, workdir, args.seshat_bin)
+        try:
+            t0 = time.monotonic()
+            sys_.start()
+            results["versions"][name] = sys_.version()
+            log(f"  started in {time.monotonic() - t0:.1f}s ({results['versions'][name]})")
+            results["throughput"][name] = throughput.measure(sys_, plan, log)
+            if name == "seshat" and not args.no_failover:
+                log("  failover:")
+                results["failover"] = failover.measure(sys_, p.failover_trials,
+                                                       FAILOVER_LOAD_CLIENTS, log)
+        except Exception as e:  # noqa: BLE001 - reported, then the next system runs
+            errors.append(f"{name}: {e}")
+            log(f"  FAILED: {e}\n{traceback.format_exc()}")
+        finally:
+            sys_.stop()
+    if args.no_memory:
+        return
+    for name, fn in [("seshat", memory.seshat_memory), ("redis-nopersist", memory.redis_memory)]:
+        if name not in systems:
+            continue
+        log(f"\n== memory: {name}, {p.memory_keys:,} keys")
+        sys_ = make_system(name, workdir / "memory", args.seshat_bin)
+        try:
+            sys_.start()
+            key = "seshat" if name == "seshat" else "redis"
+            results["memory"][key] = fn(sys_, p.memory_keys, VALUE_SIZE, log)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"memory {name}: {e}")
+            log(f"  FAILED: {e}\n{traceback.format_exc()}")
+        finally:
+            sys_.stop()
+
+
+def write_results(args, p: Preset, results: dict, out: Path) -> None:
+    labels = [w.label for w in workloads(p)]
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "throughput.png"
+    report.plot(results, png)
+    report.write_json(results, out / "results.json")
+    md = report.markdown(results, labels, png.name)
+    (out / "results.md").write_text(md)
+    log("\n" + report.main_table(results, labels))
+    extra = report.other_lines(results)
+    if extra:
+        log("\n" + extra)
+    log("\n" + report.targets_table(results))
+    log(f"\nresults: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}/")
+    if args.mode == "full" and not args.no_latest and not results["errors"]:
+        latest = args.results_dir / "latest.md"
+        # latest.md sits next to latest.png, so it names that image.
+        latest.write_text(report.markdown(results, labels, "latest.png"))
+        shutil.copyfile(png, args.results_dir / "latest.png")
+        log(f"updated {latest.parent}/latest.md and latest.png")
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    args = parse_args()
+    p = preset_from(args)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    for s in systems:
+        if s not in report.SYSTEMS:
+            raise SystemExit(f"unknown system {s!r}; choose from {report.SYSTEMS}")
+    args.seshat_bin = args.seshat_bin.resolve()
+    signal.signal(signal.SIGTERM, _sigterm)
+    started = datetime.now(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if args.mode == "smoke" else "")
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="seshat-bench-", dir=args.workdir))
+    t0 = time.monotonic()
+    results: dict = {
+        "meta": {"mode": args.mode, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+                 "command": "python3 bench/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
+                 "systems": systems, "reps": p.reps, "seconds": p.seconds,
+                 "keyspace": p.keyspace, "value_size": VALUE_SIZE, "clients": p.clients},
+        "machine": machine.describe(REPO, workdir),
+        "versions": {}, "throughput": {}, "memory": {}, "errors": [],
+    }
+    log(f"Seshat benchmark, {args.mode} mode; data under {workdir}")
+    log("machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()))
+    rc = 0
+    try:
+        check_tools(systems, args.seshat_bin)
+        run_all(args, p, systems, workdir, results)
+        results["meta"]["duration_s"] = time.monotonic() - t0
+        write_results(args, p, results, args.results_dir / stamp)
+        if results["errors"]:
+            log("\nFAILED:\n" + "\n".join(f"  {e}" for e in results["errors"]))
+            rc = 1
+    except KeyboardInterrupt:
+        log("\ninterrupted; stopping everything")
+        rc = 130
+    except Exception:  # noqa: BLE001 - the harness itself broke: say where, exit 1
+        log(traceback.format_exc())
+        rc = 1
+    finally:
+        procs.kill_all()
+        if args.keep_workdir or rc not in (0, 130):
+            # Failed: keep the servers' logs for the post-mortem (path printed).
+            if rc:
+                log(f"data dirs and logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    log(f"done in {time.monotonic() - t0:.0f}s, exit {rc}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
