@@ -15,7 +15,6 @@ including on Ctrl-C, SIGTERM and exceptions. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import signal
@@ -25,7 +24,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -51,11 +50,26 @@ class Preset:
 
 PRESETS = {
     # A "works" check for CI: every system and phase, fixed tiny request counts.
-    "smoke": Preset(clients=[1, 10, 50, 200], reps=1, seconds=0, requests=400,
-                    max_requests=400, keyspace=1000, failover_trials=1, memory_keys=10_000),
-    "full": Preset(clients=[1, 10, 50, 200], reps=3, seconds=5, requests=1000,
-                   max_requests=5_000_000, keyspace=100_000, failover_trials=10,
-                   memory_keys=1_000_000),
+    "smoke": Preset(
+        clients=[1, 10, 50, 200],
+        reps=1,
+        seconds=0,
+        requests=400,
+        max_requests=400,
+        keyspace=1000,
+        failover_trials=1,
+        memory_keys=10_000,
+    ),
+    "full": Preset(
+        clients=[1, 10, 50, 200],
+        reps=3,
+        seconds=5,
+        requests=1000,
+        max_requests=5_000_000,
+        keyspace=100_000,
+        failover_trials=10,
+        memory_keys=1_000_000,
+    ),
 }
 VALUE_SIZE = 32
 PIPELINE_CLIENTS, PIPELINE_DEPTH = 50, 16
@@ -67,17 +81,29 @@ def log(msg: str) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--smoke", action="store_const", dest="mode", const="smoke",
-                      help="tiny runs of every system and phase (CI: does it work?)")
-    mode.add_argument("--full", action="store_const", dest="mode", const="full",
-                      help="the real measurement")
-    ap.add_argument("--systems", default=",".join(report.SYSTEMS),
-                    help="comma-separated subset of: %(default)s")
-    ap.add_argument("--seshat-bin", type=Path, default=REPO / "target/release/seshat",
-                    help="seshat binary (default %(default)s, built if missing)")
+    mode.add_argument(
+        "--smoke",
+        action="store_const",
+        dest="mode",
+        const="smoke",
+        help="tiny runs of every system and phase (CI: does it work?)",
+    )
+    mode.add_argument(
+        "--full", action="store_const", dest="mode", const="full", help="the real measurement"
+    )
+    ap.add_argument(
+        "--systems", default=",".join(report.SYSTEMS), help="comma-separated subset of: %(default)s"
+    )
+    ap.add_argument(
+        "--seshat-bin",
+        type=Path,
+        default=REPO / "target/release/seshat",
+        help="seshat binary (default %(default)s, built if missing)",
+    )
     ap.add_argument("--reps", type=int, help="repetitions per workload (median reported)")
     ap.add_argument("--seconds", type=float, help="target duration of one run (full mode)")
     ap.add_argument("--clients", help="client counts of the sweep, e.g. 1,10,50,200")
@@ -86,12 +112,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-failover", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
-    ap.add_argument("--no-latest", action="store_true",
-                    help="full mode: do not update results/latest.{md,png}")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="parent of the data dirs (default: the system temp dir)")
-    ap.add_argument("--keep-workdir", action="store_true",
-                    help="keep data dirs and server logs after the run")
+    ap.add_argument(
+        "--no-latest", action="store_true", help="full mode: do not update results/latest.{md,png}"
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="parent of the data dirs (default: the system temp dir)",
+    )
+    ap.add_argument(
+        "--keep-workdir", action="store_true", help="keep data dirs and server logs after the run"
+    )
     return ap.parse_args()
 
 
@@ -135,6 +167,15 @@ def check_tools(systems: list[str], seshat_bin: Path) -> None:
         loadgen.ensure_etcd_load(log)
 
 
+def snapshot_binary(seshat_bin: Path, workdir: Path) -> Path:
+    """A private copy: a rebuild of target/release during the run must not mix
+    two binaries (`seshat local` respawns nodes from its own executable)."""
+    copy = workdir / "bin" / "seshat"
+    copy.parent.mkdir()
+    shutil.copy2(seshat_bin, copy)
+    return copy
+
+
 def make_system(name: str, workdir: Path, seshat_bin: Path) -> System:
     d = workdir / name
     if name == "seshat":
@@ -149,24 +190,31 @@ def make_system(name: str, workdir: Path, seshat_bin: Path) -> System:
 
 
 def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -> None:
-    plan = throughput.Plan(workloads=workloads(p), reps=p.reps, seconds=p.seconds,
-                           requests=p.requests, max_requests=p.max_requests,
-                           keyspace=p.keyspace, value_size=VALUE_SIZE)
+    plan = throughput.Plan(
+        workloads=workloads(p),
+        reps=p.reps,
+        seconds=p.seconds,
+        requests=p.requests,
+        max_requests=p.max_requests,
+        keyspace=p.keyspace,
+        value_size=VALUE_SIZE,
+    )
     errors: list[str] = results["errors"]
     for name in systems:
         log(f"\n== {name}: {report.DESCRIPTIONS[name]}")
         sys_ = make_system(name, workdir, args.seshat_bin)
         try:
             t0 = time.monotonic()
-            sys_.start()
+            sys_.start_retrying()
             results["versions"][name] = sys_.version()
             log(f"  started in {time.monotonic() - t0:.1f}s ({results['versions'][name]})")
             results["throughput"][name] = throughput.measure(sys_, plan, log)
             if name == "seshat" and not args.no_failover:
                 log("  failover:")
-                results["failover"] = failover.measure(sys_, p.failover_trials,
-                                                       FAILOVER_LOAD_CLIENTS, log)
-        except Exception as e:  # noqa: BLE001 - reported, then the next system runs
+                results["failover"] = failover.measure(
+                    sys_, p.failover_trials, FAILOVER_LOAD_CLIENTS, log
+                )
+        except Exception as e:
             errors.append(f"{name}: {e}")
             log(f"  FAILED: {e}\n{traceback.format_exc()}")
         finally:
@@ -179,10 +227,10 @@ def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -
         log(f"\n== memory: {name}, {p.memory_keys:,} keys")
         sys_ = make_system(name, workdir / "memory", args.seshat_bin)
         try:
-            sys_.start()
+            sys_.start_retrying()
             key = "seshat" if name == "seshat" else "redis"
             results["memory"][key] = fn(sys_, p.memory_keys, VALUE_SIZE, log)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(f"memory {name}: {e}")
             log(f"  FAILED: {e}\n{traceback.format_exc()}")
         finally:
@@ -224,27 +272,40 @@ def main() -> int:
             raise SystemExit(f"unknown system {s!r}; choose from {report.SYSTEMS}")
     args.seshat_bin = args.seshat_bin.resolve()
     signal.signal(signal.SIGTERM, _sigterm)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if args.mode == "smoke" else "")
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="seshat-bench-", dir=args.workdir))
     t0 = time.monotonic()
     results: dict = {
-        "meta": {"mode": args.mode, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
-                 "command": "python3 bench/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
-                 "systems": systems, "reps": p.reps, "seconds": p.seconds,
-                 "keyspace": p.keyspace, "value_size": VALUE_SIZE, "clients": p.clients},
+        "meta": {
+            "mode": args.mode,
+            "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python3 bench/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
+            "systems": systems,
+            "reps": p.reps,
+            "seconds": p.seconds,
+            "keyspace": p.keyspace,
+            "value_size": VALUE_SIZE,
+            "clients": p.clients,
+        },
         "machine": machine.describe(REPO, workdir),
-        "versions": {}, "throughput": {}, "memory": {}, "errors": [],
+        "versions": {},
+        "throughput": {},
+        "memory": {},
+        "errors": [],
     }
     log(f"Seshat benchmark, {args.mode} mode; data under {workdir}")
     log("machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()))
     rc = 0
     try:
         check_tools(systems, args.seshat_bin)
+        if "seshat" in systems:
+            args.seshat_bin = snapshot_binary(args.seshat_bin, workdir)
         run_all(args, p, systems, workdir, results)
         results["meta"]["duration_s"] = time.monotonic() - t0
+        results["machine"]["loadavg_end"] = machine.loadavg()
         write_results(args, p, results, args.results_dir / stamp)
         if results["errors"]:
             log("\nFAILED:\n" + "\n".join(f"  {e}" for e in results["errors"]))
@@ -252,7 +313,7 @@ def main() -> int:
     except KeyboardInterrupt:
         log("\ninterrupted; stopping everything")
         rc = 130
-    except Exception:  # noqa: BLE001 - the harness itself broke: say where, exit 1
+    except Exception:
         log(traceback.format_exc())
         rc = 1
     finally:

@@ -46,23 +46,50 @@ class Result:
     requests: int
 
     def to_json(self) -> dict:
-        return {"rps": self.rps, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms,
-                "requests": self.requests}
+        return {
+            "rps": self.rps,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "requests": self.requests,
+        }
 
 
 # What redis-benchmark 7 prints when the server answers errors or drops a client.
-_REDIS_BENCHMARK_ERRORS = ("Error from server", "replied with error", "Could not connect",
-                           "Server closed the connection", "Error:")
+_REDIS_BENCHMARK_ERRORS = (
+    "Error from server",
+    "replied with error",
+    "Could not connect",
+    "Server closed the connection",
+    "Error:",
+)
 
 
-def redis_benchmark(host: str, port: int, w: Workload, requests: int, value_size: int,
-                    keyspace: int, timeout: float) -> Result:
+def redis_benchmark(
+    host: str, port: int, w: Workload, requests: int, value_size: int, keyspace: int, timeout: float
+) -> Result:
     """One redis-benchmark run; its --csv line has rps and p50/p99 in ms.
     It exits 0 even when the server answers with errors (it prints them and
     counts them as requests), so any error text fails the run here."""
-    argv = ["redis-benchmark", "-h", host, "-p", str(port), "-t", w.op,
-            "-c", str(w.clients), "-n", str(requests), "-P", str(w.pipeline),
-            "-d", str(value_size), "-r", str(keyspace), "--csv"]
+    argv = [
+        "redis-benchmark",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "-t",
+        w.op,
+        "-c",
+        str(w.clients),
+        "-n",
+        str(requests),
+        "-P",
+        str(w.pipeline),
+        "-d",
+        str(value_size),
+        "-r",
+        str(keyspace),
+        "--csv",
+    ]
     rc, out, err = run_tool("redis-benchmark", argv, timeout)
     text = out + err
     if rc != 0 or any(m in text for m in _REDIS_BENCHMARK_ERRORS):
@@ -71,19 +98,37 @@ def redis_benchmark(host: str, port: int, w: Workload, requests: int, value_size
     if not rows:
         raise LoadError(f"redis-benchmark printed no {w.op.upper()} row:\n{text[-2000:]}")
     r = rows[0]
-    return Result(float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"]),
-                  requests)
+    return Result(float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"]), requests)
 
 
-def etcd_load(endpoint: str, w: Workload, requests: int, value_size: int, keyspace: int,
-              timeout: float, sequential: bool = False) -> Result:
+def etcd_load(
+    endpoint: str,
+    w: Workload,
+    requests: int,
+    value_size: int,
+    keyspace: int,
+    timeout: float,
+    sequential: bool = False,
+) -> Result:
     """One etcd-load run (put = SET, linearizable range = GET)."""
     if w.pipeline != 1:
         raise LoadError("etcd has no request pipelining; no counterpart of -P")
     op = {"set": "put", "get": "get"}[w.op]
-    argv = [str(ETCD_LOAD_BIN), "--endpoints", endpoint, "--op", op,
-            "--clients", str(w.clients), "-n", str(requests),
-            "--value-size", str(value_size), "--keyspace", str(keyspace)]
+    argv = [
+        str(ETCD_LOAD_BIN),
+        "--endpoints",
+        endpoint,
+        "--op",
+        op,
+        "--clients",
+        str(w.clients),
+        "-n",
+        str(requests),
+        "--value-size",
+        str(value_size),
+        "--keyspace",
+        str(keyspace),
+    ]
     if sequential:
         argv.append("--sequential")
     rc, out, err = run_tool("etcd-load", argv, timeout)
@@ -97,12 +142,25 @@ def etcd_load(endpoint: str, w: Workload, requests: int, value_size: int, keyspa
 
 def ensure_etcd_load(log) -> Path:
     """Builds etcd-load (release) if its binary is missing or older than its source."""
-    src = [ETCD_LOAD_DIR / "Cargo.toml", ETCD_LOAD_DIR / "Cargo.lock",
-           *(ETCD_LOAD_DIR / "src").glob("*.rs")]
+    src = [
+        ETCD_LOAD_DIR / "Cargo.toml",
+        ETCD_LOAD_DIR / "Cargo.lock",
+        *(ETCD_LOAD_DIR / "src").glob("*.rs"),
+    ]
     newest = max(p.stat().st_mtime for p in src if p.exists())
     if ETCD_LOAD_BIN.exists() and ETCD_LOAD_BIN.stat().st_mtime >= newest:
         return ETCD_LOAD_BIN
     log(f"building {ETCD_LOAD_BIN.relative_to(BENCH_DIR)} (cargo build --release --locked) ...")
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet",
-                    "--manifest-path", str(ETCD_LOAD_DIR / "Cargo.toml")], check=True)
+    subprocess.run(
+        [
+            "cargo",
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--manifest-path",
+            str(ETCD_LOAD_DIR / "Cargo.toml"),
+        ],
+        check=True,
+    )
     return ETCD_LOAD_BIN

@@ -11,8 +11,18 @@ from pathlib import Path
 
 def _cmd(*argv: str) -> str:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def loadavg() -> str:
+    """1/5/15-minute load averages: a busy machine makes every number lower."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
         return "?"
 
 
@@ -31,7 +41,7 @@ def describe(repo: Path, workdir: Path) -> dict:
         mem = f"{kb / 2**20:.1f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    df = _cmd("df", "-T", "--output=source,fstype", str(workdir)).splitlines()
+    df = _cmd("df", "--output=fstype", str(workdir)).splitlines()
     rev = _cmd("git", "-C", str(repo), "rev-parse", "--short", "HEAD")
     dirty = _cmd("git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no")
     return {
@@ -40,7 +50,8 @@ def describe(repo: Path, workdir: Path) -> dict:
         "memory": mem,
         "kernel": platform.release(),
         "os": _cmd("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
-        "data_fs": df[-1].split()[-1] if len(df) > 1 else "?",
+        "data_fs": df[-1].strip() if len(df) > 1 else "?",
+        "loadavg_start": loadavg(),
         "git": rev + ("+dirty" if dirty else ""),
         "redis": _cmd("redis-server", "--version"),
         "etcd": _cmd("etcd", "--version").splitlines()[0] if shutil.which("etcd") else "absent",

@@ -4,17 +4,18 @@ the reason (normal end, exception, Ctrl-C, SIGTERM)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 # Every process group this harness started and has not reaped yet. The cleanup in
 # run.py walks it on any exit, so no server outlives the harness.
-_LIVE: dict[int, "Proc"] = {}
+_LIVE: dict[int, Proc] = {}
 
 
 class StartError(RuntimeError):
@@ -24,8 +25,14 @@ class StartError(RuntimeError):
 class Proc:
     """A child process in a process group of its own, logging to a file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path, cwd: Path | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.name = name
         self.argv = list(argv)
         self.log_path = log
@@ -35,8 +42,14 @@ class Proc:
         # and anything it forks, and a Ctrl-C in the terminal reaches only us
         # (we then stop the children in order instead of racing their handlers).
         self.popen = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            cwd=cwd, env=env, start_new_session=True)
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
         self.pid = self.popen.pid
         _LIVE[self.pid] = self
 
@@ -46,8 +59,9 @@ class Proc:
     def check_alive(self) -> None:
         """Raises StartError with the log tail if the process has exited."""
         if not self.alive():
-            raise StartError(f"{self.name} exited with {self.popen.returncode}; log tail:\n"
-                             f"{tail(self.log_path)}")
+            raise StartError(
+                f"{self.name} exited with {self.popen.returncode}; log tail:\n{tail(self.log_path)}"
+            )
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
         """Sends `sig` to the process (not the group, so it can stop its own
@@ -55,10 +69,8 @@ class Proc:
         try:
             if self.alive():
                 os.kill(self.pid, sig)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.popen.wait(grace)
-                except subprocess.TimeoutExpired:
-                    pass
         finally:
             self.kill_group()
 
@@ -67,16 +79,12 @@ class Proc:
         moved to a group of its own (seshat local puts each node in its own
         group), then reaps the leader."""
         descendants = all_descendants(self.pid)
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         for pid in descendants:
             kill_pid(pid)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
         _LIVE.pop(self.pid, None)
         self._log.close()
 
@@ -89,10 +97,8 @@ def kill_all() -> None:
 
 def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signals one process, ignoring one that is already gone."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -141,8 +147,13 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
-def wait_until(what: str, cond: Callable[[], bool], timeout: float,
-               procs: Sequence[Proc] = (), every: float = 0.05) -> None:
+def wait_until(
+    what: str,
+    cond: Callable[[], bool],
+    timeout: float,
+    procs: Sequence[Proc] = (),
+    every: float = 0.05,
+) -> None:
     """Polls cond() until true; raises StartError after `timeout` seconds or as
     soon as one of `procs` exits (a crashed server never becomes ready)."""
     deadline = time.monotonic() + timeout
@@ -153,11 +164,13 @@ def wait_until(what: str, cond: Callable[[], bool], timeout: float,
         try:
             if cond():
                 return
-        except Exception as e:  # noqa: BLE001 - a not-yet-listening server raises
+        except Exception as e:
             last_err = e
         time.sleep(every)
-    raise StartError(f"timed out after {timeout:.0f}s waiting for {what}"
-                     + (f" (last error: {last_err})" if last_err else ""))
+    raise StartError(
+        f"timed out after {timeout:.0f}s waiting for {what}"
+        + (f" (last error: {last_err})" if last_err else "")
+    )
 
 
 def child_pids(pid: int) -> list[int]:
@@ -194,13 +207,20 @@ def rss_bytes(pid: int) -> int:
 def run_tool(name: str, argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
     """Runs a client tool (redis-benchmark, etcd-load) in a group of its own,
     killed on timeout or on any exception here; returns (rc, stdout, stderr)."""
-    p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _killpg(p)
-        raise RuntimeError(f"{name} did not finish within {timeout:.0f}s: {' '.join(argv)}")
+        raise RuntimeError(
+            f"{name} did not finish within {timeout:.0f}s: {' '.join(argv)}"
+        ) from None
     except BaseException:
         _killpg(p)
         raise
@@ -208,8 +228,6 @@ def run_tool(name: str, argv: Sequence[str], timeout: float) -> tuple[int, str, 
 
 
 def _killpg(p: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     p.wait()

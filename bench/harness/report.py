@@ -22,11 +22,11 @@ MEMORY_TARGET_RATIO = 1.5
 
 DESCRIPTIONS = {
     "seshat": "Seshat, 3 nodes (`seshat local --nodes 3`), fsync on, linearizable reads; "
-              "clients on the leader",
+    "clients on the leader",
     "redis-fsync": "Redis, 1 node, `appendonly yes appendfsync always`",
-    "redis-nopersist": "Redis, 1 node, `save \"\" appendonly no`",
+    "redis-nopersist": 'Redis, 1 node, `save "" appendonly no`',
     "etcd": "etcd, 3 members; gRPC Put / linearizable Range via `etcd-load` "
-            "(clients on the leader, one HTTP/2 connection)",
+    "(clients on the leader, one HTTP/2 connection)",
 }
 
 
@@ -46,19 +46,34 @@ def target_checks(results: dict) -> list[dict]:
         s = tp.get("seshat", {}).get(label)
         o = tp.get(other, {}).get(label)
         ratio = s["rps"] / o["rps"] if s and o and o["rps"] else None
-        checks.append({"what": f"{label}: seshat ÷ {other}", "ratio": ratio,
-                       "target": f"≥ {minimum:g}×", "met": None if ratio is None
-                       else ratio >= minimum})
+        checks.append(
+            {
+                "what": f"{label}: seshat ÷ {other}",
+                "ratio": ratio,
+                "target": f"≥ {minimum:g}×",
+                "met": None if ratio is None else ratio >= minimum,
+            }
+        )
     fo = results.get("failover")
-    checks.append({"what": "failover median (s)", "ratio": fo and fo["median_s"],
-                   "target": f"< {FAILOVER_TARGET_S:g} s",
-                   "met": None if not fo else fo["median_s"] < FAILOVER_TARGET_S})
+    checks.append(
+        {
+            "what": "failover median (s)",
+            "ratio": fo and fo["median_s"],
+            "target": f"< {FAILOVER_TARGET_S:g} s",
+            "met": None if not fo else fo["median_s"] < FAILOVER_TARGET_S,
+        }
+    )
     mem = results.get("memory", {})
     sm, rm = mem.get("seshat"), mem.get("redis")
     ratio = sm["bytes_per_key"] / rm["bytes_per_key"] if sm and rm else None
-    checks.append({"what": "memory per key: seshat RSS ÷ redis used_memory", "ratio": ratio,
-                   "target": f"≤ {MEMORY_TARGET_RATIO:g}×",
-                   "met": None if ratio is None else ratio <= MEMORY_TARGET_RATIO})
+    checks.append(
+        {
+            "what": "memory per key: seshat RSS ÷ redis used_memory",
+            "ratio": ratio,
+            "target": f"≤ {MEMORY_TARGET_RATIO:g}×",
+            "met": None if ratio is None else ratio <= MEMORY_TARGET_RATIO,
+        }
+    )
     return checks
 
 
@@ -66,8 +81,10 @@ def main_table(results: dict, workloads: list[str]) -> str:
     """One markdown table: a row per (workload, system)."""
     tp = results.get("throughput", {})
     targets = {(label, other): m for label, other, m in TARGETS}
-    lines = ["| workload | system | ops/s | p50 ms | p99 ms | seshat ÷ this | target |",
-             "|---|---|--:|--:|--:|--:|---|"]
+    lines = [
+        "| workload | system | ops/s | p50 ms | p99 ms | seshat ÷ this | target |",
+        "|---|---|--:|--:|--:|--:|---|",
+    ]
     for label in workloads:
         s = tp.get("seshat", {}).get(label)
         for name in SYSTEMS:
@@ -85,8 +102,10 @@ def main_table(results: dict, workloads: list[str]) -> str:
                 why = "n/a (no pipelining)" if name == "etcd" and "P=" in label else "failed"
                 lines.append(f"| {label} | {name} | {why} | | | | {target} |")
                 continue
-            lines.append(f"| {label} | {name} | {_fmt_rps(r['rps'])} | {_fmt_ms(r['p50_ms'])} "
-                         f"| {_fmt_ms(r['p99_ms'])} | {ratio} | {target} |")
+            lines.append(
+                f"| {label} | {name} | {_fmt_rps(r['rps'])} | {_fmt_ms(r['p50_ms'])} "
+                f"| {_fmt_ms(r['p99_ms'])} | {ratio} | {target} |"
+            )
     return "\n".join(lines)
 
 
@@ -95,21 +114,35 @@ def other_lines(results: dict) -> str:
     fo = results.get("failover")
     if fo:
         trials = ", ".join(f"{t * 1000:.0f}" for t in fo["trials_s"])
-        out.append(f"**Failover** (SIGKILL the leader under {fo['load_clients']}-client SET "
-                   f"load → first acknowledged write): median **{fo['median_s'] * 1000:.0f} ms**,"
-                   f" max {fo['max_s'] * 1000:.0f} ms over {len(fo['trials_s'])} trials "
-                   f"({trials} ms).")
+        out.append(
+            f"**Failover** (SIGKILL the leader under {fo['load_clients']}-client SET "
+            f"load → first acknowledged write): median **{fo['median_s'] * 1000:.0f} ms**,"
+            f" max {fo['max_s'] * 1000:.0f} ms over {len(fo['trials_s'])} trials "
+            f"({trials} ms)."
+        )
     mem = results.get("memory", {})
     sm, rm = mem.get("seshat"), mem.get("redis")
     if sm:
-        per_node = ", ".join(f"{n['rss_after'] / 2**20:.0f} MiB ({n['bytes_per_key']:.0f} B/key)"
-                             for n in sm["nodes"])
-        out.append(f"**Memory**, {sm['keys']:,} keys (16-byte keys, {sm['value_size']}-byte "
-                   f"values): Seshat RSS per node after load {per_node}; max "
-                   f"**{sm['bytes_per_key']:.0f} B/key**.")
+        per_node = ", ".join(
+            f"{n['rss_after'] / 2**20:.0f} MiB ({n['bytes_per_key']:.0f} B/key)"
+            for n in sm["nodes"]
+        )
+        out.append(
+            f"**Memory**, {sm['keys']:,} keys (16-byte keys, {sm['value_size']}-byte "
+            f"values): Seshat RSS per node after load {per_node}; max "
+            f"**{sm['bytes_per_key']:.0f} B/key**."
+            + (
+                f" The load got {sm['retryable_errors']:,} retryable error replies "
+                "(CLUSTERDOWN/TRYAGAIN), re-sent."
+                if sm.get("retryable_errors")
+                else ""
+            )
+        )
     if rm:
-        out.append(f"Redis `used_memory` for the same load: **{rm['bytes_per_key']:.0f} B/key** "
-                   f"(RSS {rm['rss_bytes_per_key']:.0f} B/key).")
+        out.append(
+            f"Redis `used_memory` for the same load: **{rm['bytes_per_key']:.0f} B/key** "
+            f"(RSS {rm['rss_bytes_per_key']:.0f} B/key)."
+        )
     return "\n\n".join(out)
 
 
@@ -131,11 +164,17 @@ def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
     parts = [
         f"# Seshat benchmark — {meta['mode']} run, {meta['started']}",
         f"Command: `{meta['command']}` ({meta['duration_s']:.0f} s)."
-        + (" **Smoke mode: tiny runs that show the harness works; the numbers mean nothing.**"
-           if meta["mode"] == "smoke" else ""),
+        + (
+            " **Smoke mode: tiny runs that show the harness works; the numbers mean nothing.**"
+            if meta["mode"] == "smoke"
+            else ""
+        ),
         "Systems, started one at a time on this machine on loopback:\n\n"
-        + "\n".join(f"- **{k}**: {v}" for k, v in DESCRIPTIONS.items()
-                    if k in results.get("throughput", {}) or k in meta["systems"]),
+        + "\n".join(
+            f"- **{k}**: {v}"
+            for k, v in DESCRIPTIONS.items()
+            if k in results.get("throughput", {}) or k in meta["systems"]
+        ),
         f"Every client: {meta['value_size']}-byte values, random 16-byte keys from a "
         f"{meta['keyspace']:,}-key space (preloaded); RESP systems driven by "
         "`redis-benchmark`, etcd by `bench/etcd-load`. Each number is the median of "
@@ -156,16 +195,21 @@ def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
 
 def plot(results: dict, path: Path) -> None:
     """Throughput (log scale) vs clients, SET and GET side by side, a line per system."""
-    import matplotlib
+    # Imported here: only a run that got this far needs matplotlib (and its start-up cost).
+    import matplotlib  # noqa: PLC0415
+
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     tp = results.get("throughput", {})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, op in zip(axes, ["set", "get"]):
+    for ax, op in zip(axes, ["set", "get"], strict=True):
         for name in SYSTEMS:
-            pts = sorted((r["clients"], r["rps"]) for r in tp.get(name, {}).values()
-                         if r["op"] == op and r["pipeline"] == 1)
+            pts = sorted(
+                (r["clients"], r["rps"])
+                for r in tp.get(name, {}).values()
+                if r["op"] == op and r["pipeline"] == 1
+            )
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
         ax.set_xscale("log")
@@ -179,8 +223,10 @@ def plot(results: dict, path: Path) -> None:
     axes[0].set_ylabel("ops/s")
     axes[0].legend()
     m = results["machine"]
-    fig.suptitle(f"{results['meta']['mode']} run {results['meta']['started']} — "
-                 f"{m['nproc']} CPU {m['cpu']}", fontsize=9)
+    fig.suptitle(
+        f"{results['meta']['mode']} run {results['meta']['started']} — {m['nproc']} CPU {m['cpu']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

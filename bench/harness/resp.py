@@ -4,6 +4,7 @@ prober and the pipelined loader (redis-benchmark does the timed load)."""
 from __future__ import annotations
 
 import socket
+import time
 
 
 class RespError(Exception):
@@ -13,11 +14,14 @@ class RespError(Exception):
 def encode(*args: bytes | str | int) -> bytes:
     """One command as a RESP multibulk."""
     parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        elif isinstance(a, int):
-            a = str(a).encode()
+    for arg in args:
+        a = (
+            arg.encode()
+            if isinstance(arg, str)
+            else str(arg).encode()
+            if isinstance(arg, int)
+            else arg
+        )
         parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(parts)
 
@@ -35,7 +39,7 @@ class Conn:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Conn":
+    def __enter__(self) -> Conn:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -53,7 +57,7 @@ class Conn:
         if not chunk:
             raise ConnectionError("connection closed by server")
         if self.pos:
-            self.buf = self.buf[self.pos:]
+            self.buf = self.buf[self.pos :]
             self.pos = 0
         self.buf += chunk
 
@@ -61,7 +65,7 @@ class Conn:
         while True:
             end = self.buf.find(b"\r\n", self.pos)
             if end >= 0:
-                line = self.buf[self.pos:end]
+                line = self.buf[self.pos : end]
                 self.pos = end + 2
                 return line
             self._fill()
@@ -81,7 +85,7 @@ class Conn:
                 return None
             while len(self.buf) - self.pos < n + 2:
                 self._fill()
-            data = self.buf[self.pos:self.pos + n]
+            data = self.buf[self.pos : self.pos + n]
             self.pos += n + 2
             return data
         if kind == b"*":
@@ -107,16 +111,41 @@ def ping(host: str, port: int) -> bool:
         return c.call("PING") == "PONG"
 
 
-def load_keys(host: str, port: int, count: int, value_size: int, batch: int = 2000) -> None:
+# Error replies that mean "not done, try again" (no leader yet, quorum wait timed
+# out); re-sending a SET is harmless, so the loader retries these, as a client would.
+RETRYABLE = ("CLUSTERDOWN", "TRYAGAIN")
+RETRY_FOR_S = 60.0
+
+
+def load_keys(host: str, port: int, count: int, value_size: int, batch: int = 2000) -> int:
     """SETs key:%012d (16-byte keys) for i in [0, count) with `value_size`-byte
-    values, pipelined `batch` at a time on one connection; every reply must be OK."""
+    values, pipelined `batch` at a time on one connection. Keys answered with a
+    retryable error are sent again (for up to RETRY_FOR_S seconds of errors);
+    any other reply but OK raises. Returns how many retryable errors were seen."""
     value = b"v" * value_size
+    retried = 0
     with Conn(host, port, timeout=60.0) as c:
         for start in range(0, count, batch):
-            end = min(count, start + batch)
-            c.send_raw(b"".join(encode(b"SET", b"key:%012d" % i, value)
-                                for i in range(start, end)))
-            for _ in range(end - start):
-                r = c.read_reply()
-                if r != "OK":
-                    raise RespError(f"SET replied {r!r}")
+            todo = list(range(start, min(count, start + batch)))
+            deadline = None
+            while todo:
+                c.send_raw(b"".join(encode(b"SET", b"key:%012d" % i, value) for i in todo))
+                failed = []
+                for i in todo:
+                    try:
+                        r = c.read_reply()
+                    except RespError as e:
+                        if not str(e).startswith(RETRYABLE):
+                            raise
+                        failed.append(i)
+                        continue
+                    if r != "OK":
+                        raise RespError(f"SET replied {r!r}")
+                if failed:
+                    retried += len(failed)
+                    deadline = deadline or time.monotonic() + RETRY_FOR_S
+                    if time.monotonic() > deadline:
+                        raise RespError(f"{len(failed)} SETs still refused after {RETRY_FOR_S}s")
+                    time.sleep(0.05)
+                todo = failed
+    return retried

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import resp
-from .procs import Proc, StartError, all_descendants, free_ports, kill_pid, wait_until
+from .procs import Proc, StartError, all_descendants, free_ports, kill_pid, tail, wait_until
 
 HOST = "127.0.0.1"
 
@@ -41,6 +41,9 @@ class System:
     procs: list[Proc] = field(default_factory=list)
     kind: str = "resp"
 
+    def start(self) -> None:
+        raise NotImplementedError
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             p.stop()
@@ -48,6 +51,21 @@ class System:
 
     def version(self) -> str:
         return ""
+
+    def start_retrying(self, attempts: int = 3) -> None:
+        """start(), again on fresh ports and a wiped work dir when a port turned
+        out taken: ports are picked free, but another process on this machine
+        may bind one between our pick and the server's bind."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.start()
+                return
+            except StartError:
+                in_use = any("already in use" in tail(p.log_path, 200).lower() for p in self.procs)
+                self.stop()
+                if not in_use or attempt == attempts:
+                    raise
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass
@@ -62,10 +80,27 @@ class Redis(System):
         self.port = free_ports(1)[0]
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        persist = (["--appendonly", "yes", "--appendfsync", "always"] if self.fsync
-                   else ["--appendonly", "no"])
-        argv = ["redis-server", "--port", str(self.port), "--bind", HOST, "--dir", str(data),
-                "--save", "", "--daemonize", "no", "--protected-mode", "no", *persist]
+        persist = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.fsync
+            else ["--appendonly", "no"]
+        )
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            *persist,
+        ]
         p = Proc(self.label, argv, self.workdir / "redis.log")
         self.procs.append(p)
         wait_until(f"{self.label} PING", lambda: resp.ping(HOST, self.port), 30, [p])
@@ -96,11 +131,23 @@ class Seshat(System):
         if not self.binary.exists():
             raise StartError(f"{self.binary} missing: cargo build --release --bin seshat")
         ports = free_ports(3 * self.nodes, consecutive=True)
-        self.resp_base, self.http_base, self.raft_base = ports[0::self.nodes][:3]
-        argv = [str(self.binary), "local", "--nodes", str(self.nodes),
-                "--data-dir", str(self.workdir / "data"), "--host", HOST,
-                "--resp-port", str(self.resp_base), "--http-port", str(self.http_base),
-                "--raft-port", str(self.raft_base)]
+        self.resp_base, self.http_base, self.raft_base = ports[0 :: self.nodes][:3]
+        argv = [
+            str(self.binary),
+            "local",
+            "--nodes",
+            str(self.nodes),
+            "--data-dir",
+            str(self.workdir / "data"),
+            "--host",
+            HOST,
+            "--resp-port",
+            str(self.resp_base),
+            "--http-port",
+            str(self.http_base),
+            "--raft-port",
+            str(self.raft_base),
+        ]
         if self.extra_args:
             argv += ["--", *self.extra_args]
         p = Proc(self.label, argv, self.workdir / "local.log")
@@ -122,28 +169,35 @@ class Seshat(System):
 
     def wait_healthy(self, timeout: float) -> None:
         """Every node ready (member, known leader, caught up) and the leader answers PING."""
+
         def ready() -> bool:
             if not all(http_ok(self.http_url(i, "/readyz")) for i in range(self.nodes)):
                 return False
             host, port = self.leader()[0]
             return resp.ping(host, port)
-        wait_until(f"{self.label}: all {self.nodes} nodes ready", ready, timeout, self.procs,
-                   every=0.1)
+
+        wait_until(
+            f"{self.label}: all {self.nodes} nodes ready", ready, timeout, self.procs, every=0.1
+        )
 
     def leader(self) -> tuple[tuple[str, int], int]:
-        """(leader RESP (host, port), leader node index), as the nodes report it."""
+        """(leader RESP (host, port), leader node index): the leader a majority of
+        the nodes report on `GET /leader` (a node restarting may report a stale one)."""
+        votes: dict[str, int] = {}
         last: Exception | None = None
         for i in range(self.nodes):
             try:
-                j = http_json(self.http_url(i, "/leader"), timeout=1.0)
+                addr = http_json(self.http_url(i, "/leader"), timeout=1.0).get("leader_resp_addr")
             except OSError as e:
                 last = e
                 continue
-            addr = j.get("leader_resp_addr")
             if addr:
-                h, p = addr.rsplit(":", 1)
-                return (h, int(p)), int(p) - self.resp_base
-        raise StartError(f"{self.label}: no node reports a leader ({last})")
+                votes[addr] = votes.get(addr, 0) + 1
+        agreed = [a for a, n in votes.items() if n > self.nodes // 2]
+        if not agreed:
+            raise StartError(f"{self.label}: no leader reported by a majority ({votes or last})")
+        h, p = agreed[0].rsplit(":", 1)
+        return (h, int(p)), int(p) - self.resp_base
 
     @property
     def resp_addr(self) -> tuple[str, int]:
@@ -170,8 +224,13 @@ class Seshat(System):
 
     def version(self) -> str:
         try:
-            out = subprocess.run([str(self.binary), "--version"], capture_output=True,
-                                 text=True, timeout=10)
+            out = subprocess.run(
+                [str(self.binary), "--version"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             return out.stdout.strip() or out.stderr.strip()
         except OSError:
             return "?"
@@ -189,25 +248,49 @@ class Etcd(System):
         if shutil.which("etcd") is None:
             raise StartError("etcd not installed (apt-get install etcd-server)")
         ports = free_ports(2 * self.members)
-        self.client_ports, peer = ports[:self.members], ports[self.members:]
+        self.client_ports, peer = ports[: self.members], ports[self.members :]
         cluster = ",".join(f"e{i}=http://{HOST}:{peer[i]}" for i in range(self.members))
         token = f"bench-{os.getpid()}-{peer[0]}"
         for i in range(self.members):
-            argv = ["etcd", "--name", f"e{i}", "--data-dir", str(self.workdir / f"e{i}"),
-                    "--listen-client-urls", f"http://{HOST}:{self.client_ports[i]}",
-                    "--advertise-client-urls", f"http://{HOST}:{self.client_ports[i]}",
-                    "--listen-peer-urls", f"http://{HOST}:{peer[i]}",
-                    "--initial-advertise-peer-urls", f"http://{HOST}:{peer[i]}",
-                    "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                    "--initial-cluster-token", token, "--logger", "zap",
-                    "--log-level", "warn"]
+            argv = [
+                "etcd",
+                "--name",
+                f"e{i}",
+                "--data-dir",
+                str(self.workdir / f"e{i}"),
+                "--listen-client-urls",
+                f"http://{HOST}:{self.client_ports[i]}",
+                "--advertise-client-urls",
+                f"http://{HOST}:{self.client_ports[i]}",
+                "--listen-peer-urls",
+                f"http://{HOST}:{peer[i]}",
+                "--initial-advertise-peer-urls",
+                f"http://{HOST}:{peer[i]}",
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                token,
+                "--logger",
+                "zap",
+                "--log-level",
+                "warn",
+            ]
             self.procs.append(Proc(f"{self.label}-e{i}", argv, self.workdir / f"e{i}.log"))
 
         def healthy() -> bool:
-            return all(http_json(f"http://{HOST}:{p}/health").get("health") == "true"
-                       for p in self.client_ports) and self.leader_index() is not None
-        wait_until(f"{self.label}: {self.members} healthy members", healthy, timeout,
-                   self.procs, every=0.1)
+            return (
+                all(
+                    http_json(f"http://{HOST}:{p}/health").get("health") == "true"
+                    for p in self.client_ports
+                )
+                and self.leader_index() is not None
+            )
+
+        wait_until(
+            f"{self.label}: {self.members} healthy members", healthy, timeout, self.procs, every=0.1
+        )
 
     def status(self, i: int) -> dict:
         return http_json(f"http://{HOST}:{self.client_ports[i]}/v3/maintenance/status", b"{}")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import resp
 from .loadgen import LoadError, Result, Workload, etcd_load, redis_benchmark
 from .systems import System
+
+PROBE_SECONDS = 1.0
 
 
 @dataclass
@@ -35,15 +37,19 @@ def measure(system: System, plan: Plan, log: Callable[[str], None]) -> dict[str,
     _preload(system, plan, log)
     sizes: dict[Workload, int] = {}
     for w in supported:
-        sizes[w] = _calibrate(run, w, plan) if plan.seconds else plan.requests
+        # Without calibration (smoke): enough for every client to send a few pipelines.
+        fixed = max(plan.requests, w.clients * w.pipeline * 2)
+        sizes[w] = _calibrate(run, w, plan) if plan.seconds else fixed
     runs: dict[Workload, list[Result]] = {w: [] for w in supported}
     for rep in range(plan.reps):
         for w in supported:
             r = run(w, sizes[w])
             runs[w].append(r)
-            log(f"  {system.label:16} {w.label:14} rep {rep + 1}/{plan.reps}: "
+            log(
+                f"  {system.label:16} {w.label:14} rep {rep + 1}/{plan.reps}: "
                 f"{r.rps:>10.0f} ops/s  p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  "
-                f"(n={r.requests})")
+                f"(n={r.requests})"
+            )
     return {w.label: _summary(w, rs) for w, rs in runs.items()}
 
 
@@ -55,6 +61,7 @@ def _runner(system: System, plan: Plan) -> Callable[[Workload, int], Result]:
             return etcd_load(system.leader_endpoint, w, n, plan.value_size, plan.keyspace, t)
         host, port = system.resp_addr
         return redis_benchmark(host, port, w, n, plan.value_size, plan.keyspace, t)
+
     return run
 
 
@@ -62,8 +69,15 @@ def _preload(system: System, plan: Plan, log: Callable[[str], None]) -> None:
     """Writes every key of the key space once, so GETs hit values of the real size."""
     t0 = time.monotonic()
     if system.kind == "etcd":
-        etcd_load(system.leader_endpoint, Workload("set", 50), plan.keyspace, plan.value_size,
-                  plan.keyspace, timeout=600, sequential=True)
+        etcd_load(
+            system.leader_endpoint,
+            Workload("set", 50),
+            plan.keyspace,
+            plan.value_size,
+            plan.keyspace,
+            timeout=600,
+            sequential=True,
+        )
     else:
         host, port = system.resp_addr
         resp.load_keys(host, port, plan.keyspace, plan.value_size)
@@ -71,18 +85,26 @@ def _preload(system: System, plan: Plan, log: Callable[[str], None]) -> None:
 
 
 def _calibrate(run: Callable[..., Result], w: Workload, plan: Plan) -> int:
-    """A short probe run (also the warm-up) sizes the real runs to ~plan.seconds."""
-    probe = max(plan.requests, w.clients * w.pipeline * 20)
-    r = run(w, probe)
-    if r.rps <= 0:
-        raise LoadError(f"{w.label}: probe measured {r.rps} ops/s")
-    n = int(r.rps * plan.seconds)
-    return max(probe, min(plan.max_requests, n))
+    """Probe runs (also the warm-up), grown until one lasts PROBE_SECONDS, size
+    the real runs to ~plan.seconds: a probe too short to average over a few
+    fsync stalls would size the runs from noise."""
+    n = max(plan.requests, w.clients * w.pipeline * 20)
+    while True:
+        r = run(w, n)
+        if r.rps <= 0:
+            raise LoadError(f"{w.label}: probe measured {r.rps} ops/s")
+        took = n / r.rps
+        if took >= PROBE_SECONDS or n >= plan.max_requests:
+            break
+        n = min(plan.max_requests, int(n * min(10.0, 1.5 * PROBE_SECONDS / took)))
+    return max(n, min(plan.max_requests, int(r.rps * plan.seconds)))
 
 
 def _summary(w: Workload, rs: list[Result]) -> dict:
     return {
-        "op": w.op, "clients": w.clients, "pipeline": w.pipeline,
+        "op": w.op,
+        "clients": w.clients,
+        "pipeline": w.pipeline,
         "rps": statistics.median(r.rps for r in rs),
         "p50_ms": statistics.median(r.p50_ms for r in rs),
         "p99_ms": statistics.median(r.p99_ms for r in rs),

@@ -7,8 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use seshat_server::commands::{self, Limits, Parsed};
 use seshat_server::resp::{
-    decode_requests, encode_to_vec, DecoderLimits, Frame, Protocol, ReplyDecoder, ReplyLimits,
-    RequestDecoder,
+    decode_requests, encode_to_vec, DecoderLimits, Frame, Protocol, ReplyDecoder, ReplyLimits, RequestDecoder,
 };
 use seshat_server::store::{Operation, Store};
 use tokio_util::codec::Decoder;
@@ -30,11 +29,7 @@ pub fn resp_decode(data: &[u8]) {
 
     let (chunked, chunked_error) = decode_in_chunks(data, limits);
     assert_eq!(requests, chunked, "chunked decoding differs");
-    assert_eq!(
-        error.as_ref().map(|e| e.to_string()),
-        chunked_error,
-        "chunked decoding error differs"
-    );
+    assert_eq!(error.as_ref().map(|e| e.to_string()), chunked_error, "chunked decoding error differs");
 
     for args in &requests {
         let encoded = encode_multibulk(args);
@@ -128,10 +123,7 @@ pub fn command_parse(data: &[u8]) {
     let mut a = Store::new();
     let mut b = Store::new();
     for (i, line) in data.split(|&c| c == b'\n').take(64).enumerate() {
-        let args: Vec<Bytes> = line
-            .split(|&c| c == b' ')
-            .map(Bytes::copy_from_slice)
-            .collect();
+        let args: Vec<Bytes> = line.split(|&c| c == b' ').map(Bytes::copy_from_slice).collect();
         let now = NOW_MS + i as u64 * 1000;
         match commands::parse(&args, &limits, now) {
             Ok(Parsed::Write(cmd)) => {

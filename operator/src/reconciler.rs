@@ -159,8 +159,10 @@ pub fn error_policy(cluster: Arc<SeshatCluster>, err: &Error, ctx: Arc<Context>)
 /// The cluster is wanted: converge one step.
 async fn apply_cluster(cluster: Arc<SeshatCluster>, ctx: &Context) -> Result<Requeue, Error> {
     let result = converge(&cluster, ctx).await;
-    if let Err(e) = &result {
-        ctx.event(&cluster, EventType::Warning, "ReconcileError", "Reconcile", e.to_string()).await;
+    match &result {
+        // A failed action already has its own `<Action>Failed` Event.
+        Err(Error::Action { .. }) | Ok(_) => {}
+        Err(e) => ctx.event(&cluster, EventType::Warning, "ReconcileError", "Reconcile", e.to_string()).await,
     }
     result
 }

@@ -57,10 +57,7 @@ impl ChaosReport {
 
     /// Faults after which no leader came back in time (or that errored).
     pub fn unrecovered(&self) -> usize {
-        self.faults
-            .iter()
-            .filter(|f| f.recovery.is_none() || f.error.is_some())
-            .count()
+        self.faults.iter().filter(|f| f.recovery.is_none() || f.error.is_some()).count()
     }
 
     /// Faults injected, by kind.
@@ -74,11 +71,7 @@ impl ChaosReport {
 
     /// Kinds of `wanted` that were never injected.
     pub fn missing_kinds(&self, wanted: &[FaultKind]) -> Vec<FaultKind> {
-        wanted
-            .iter()
-            .copied()
-            .filter(|k| !self.faults.iter().any(|f| f.kind == *k))
-            .collect()
+        wanted.iter().copied().filter(|k| !self.faults.iter().any(|f| f.kind == *k)).collect()
     }
 }
 
@@ -94,12 +87,7 @@ impl fmt::Display for ChaosReport {
             s.fail,
             s.unknown
         )?;
-        writeln!(
-            f,
-            "  faults injected: {} {:?}",
-            self.faults.len(),
-            self.faults_by_kind()
-        )?;
+        writeln!(f, "  faults injected: {} {:?}", self.faults.len(), self.faults_by_kind())?;
         for r in &self.faults {
             writeln!(f, "    {r}")?;
         }
@@ -138,10 +126,8 @@ pub struct ChaosError {
 /// Run one chaos experiment.
 pub async fn run(cfg: &ChaosConfig) -> Result<ChaosReport, ChaosError> {
     let started = Instant::now();
-    let mut cluster = TestCluster::launch(cfg.cluster.clone()).map_err(|error| ChaosError {
-        error,
-        logs: String::new(),
-    })?;
+    let mut cluster =
+        TestCluster::launch(cfg.cluster.clone()).map_err(|error| ChaosError { error, logs: String::new() })?;
     match experiment(cfg, &mut cluster, started).await {
         Ok(report) => Ok(report),
         Err(error) => {
@@ -171,35 +157,15 @@ async fn experiment(
     cluster.wait_converged(Duration::from_secs(60)).await?;
     tokio::time::sleep(cfg.nemesis.quiet).await;
     let mut history = wl.stop().await;
-    let finals = final_reads(
-        &cfg.workload,
-        &targets,
-        clock,
-        &mut history,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let finals = final_reads(&cfg.workload, &targets, clock, &mut history, Duration::from_secs(30)).await?;
     let stats = history.stats();
     let lost = check_lost_writes(&history, &finals);
     let limits = cfg.limits;
-    let check = tokio::task::spawn_blocking(move || check_history(&history, limits))
-        .await
-        .expect("checker panicked");
-    let mut report = ChaosReport {
-        stats,
-        check,
-        lost,
-        faults,
-        elapsed: started.elapsed(),
-        logs: String::new(),
-    };
+    let check = tokio::task::spawn_blocking(move || check_history(&history, limits)).await.expect("checker panicked");
+    let mut report = ChaosReport { stats, check, lost, faults, elapsed: started.elapsed(), logs: String::new() };
     if !report.is_clean() {
         let dir = cluster.keep_dir();
-        report.logs = format!(
-            "node data and logs kept in {}\n{}",
-            dir.display(),
-            cluster.log_tails(40)
-        );
+        report.logs = format!("node data and logs kept in {}\n{}", dir.display(), cluster.log_tails(40));
     }
     Ok(report)
 }

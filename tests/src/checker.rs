@@ -40,16 +40,12 @@ pub struct CheckReport {
 impl CheckReport {
     /// Keys proven non-linearizable.
     pub fn violations(&self) -> impl Iterator<Item = &KeyReport> {
-        self.keys
-            .iter()
-            .filter(|k| matches!(k.verdict, Verdict::NotLinearizable(_)))
+        self.keys.iter().filter(|k| matches!(k.verdict, Verdict::NotLinearizable(_)))
     }
 
     /// Keys whose search hit its limits.
     pub fn undecided(&self) -> impl Iterator<Item = &KeyReport> {
-        self.keys
-            .iter()
-            .filter(|k| matches!(k.verdict, Verdict::Unknown { .. }))
+        self.keys.iter().filter(|k| matches!(k.verdict, Verdict::Unknown { .. }))
     }
 
     /// True when every key was proven linearizable.
@@ -91,10 +87,7 @@ impl fmt::Display for CheckReport {
 /// Check every key of `history` with `limits` per key.
 pub fn check_history(history: &History, limits: Limits) -> CheckReport {
     let groups = history.by_key();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(groups.len().max(1));
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
     let mut keys: Vec<KeyReport> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -109,10 +102,7 @@ pub fn check_history(history: &History, limits: Limits) -> CheckReport {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("checker thread panicked"))
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().expect("checker thread panicked")).collect()
     });
     keys.sort_by(|a, b| a.key.cmp(&b.key));
     CheckReport { keys }
@@ -135,23 +125,15 @@ pub fn check_key(key: &str, ops: &[Operation], limits: Limits) -> KeyReport {
     // observed before the next write replaces it (an observation would name
     // its unique value), so removing it preserves legality.
     let observed = observed_values(&entries);
-    let value_only = entries
-        .iter()
-        .all(|e| matches!(e.input, Call::Get | Call::Set(_) | Call::SetGet(_)));
+    let value_only = entries.iter().all(|e| matches!(e.input, Call::Get | Call::Set(_) | Call::SetGet(_)));
     let pruned: Vec<usize> = (0..entries.len())
         .filter(|&i| {
             let e = &entries[i];
-            let droppable = e.output.is_none()
-                && e.input
-                    .written_value()
-                    .is_some_and(|v| !observed.contains(&v));
+            let droppable = e.output.is_none() && e.input.written_value().is_some_and(|v| !observed.contains(&v));
             !droppable
         })
         .collect();
-    let mut verdict = Verdict::Unknown {
-        states: 0,
-        reason: "not run".into(),
-    };
+    let mut verdict = Verdict::Unknown { states: 0, reason: "not run".into() };
     if pruned.len() < entries.len() {
         let sub: Vec<_> = pruned.iter().map(|&i| entries[i].clone()).collect();
         verdict = match check(&model, &sub, limits) {
@@ -165,8 +147,7 @@ pub fn check_key(key: &str, ops: &[Operation], limits: Limits) -> KeyReport {
         };
     }
     // Pass 2: the full history, unless pass 1 already decided.
-    let decided =
-        verdict.is_linearizable() || (value_only && matches!(verdict, Verdict::NotLinearizable(_)));
+    let decided = verdict.is_linearizable() || (value_only && matches!(verdict, Verdict::NotLinearizable(_)));
     if !decided {
         verdict = check(&model, &entries, limits);
     }
@@ -201,12 +182,7 @@ pub(crate) fn to_entry(op: &Operation) -> Entry<Call, Ret> {
         Outcome::Fail { completed, .. } => (None, Some(*completed)),
         Outcome::Unknown { .. } => (None, None),
     };
-    Entry {
-        input: op.call,
-        output,
-        call: op.invoked,
-        ret,
-    }
+    Entry { input: op.call, output, call: op.invoked, ret }
 }
 
 /// Every value some reply revealed. An `INCR` reply `n` reveals that `n - 1`
@@ -229,10 +205,7 @@ fn observed_values(entries: &[Entry<Call, Ret>]) -> std::collections::HashSet<Va
 
 /// Render a counterexample: the deepest partial linearization found, and the
 /// operation that could not be placed after it, with its concurrent operations.
-fn explain(
-    ops: &[&Operation],
-    cx: &crate::linearizability::Counterexample<RegisterState>,
-) -> String {
+fn explain(ops: &[&Operation], cx: &crate::linearizability::Counterexample<RegisterState>) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let shown = cx.linearized.len().saturating_sub(8);
@@ -255,11 +228,7 @@ fn explain(
         .filter(|o| o.invoked <= end && o.outcome.completed().unwrap_or(u64::MAX) >= stuck.invoked)
         .take(12)
         .collect();
-    let _ = writeln!(
-        s,
-        "    operations concurrent with it ({} shown):",
-        concurrent.len()
-    );
+    let _ = writeln!(s, "    operations concurrent with it ({} shown):", concurrent.len());
     for o in concurrent {
         let _ = writeln!(s, "      {o}");
     }

@@ -41,9 +41,7 @@ pub struct Clock {
 impl Clock {
     /// A clock whose zero is now.
     pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
+        Self { origin: Instant::now() }
     }
 
     /// Nanoseconds elapsed since the origin.
@@ -195,11 +193,7 @@ impl fmt::Display for Operation {
             Outcome::Fail { completed, error } => format!("fail {error:?} @{completed}"),
             Outcome::Unknown { error } => format!("unknown ({error}) @inf"),
         };
-        write!(
-            f,
-            "c{} {} {} @{} -> {}",
-            self.client, self.key, self.call, self.invoked, end
-        )
+        write!(f, "c{} {} {} @{} -> {}", self.client, self.key, self.call, self.invoked, end)
     }
 }
 

@@ -42,9 +42,7 @@ impl Kv {
 
     /// `SET key value`.
     pub async fn set(&mut self, key: &str, value: impl redis::ToRedisArgs) -> Result<(), KvError> {
-        self.call(redis::cmd("SET").arg(key).arg(value))
-            .await
-            .map(|_| ())
+        self.call(redis::cmd("SET").arg(key).arg(value)).await.map(|_| ())
     }
 
     /// `GET key` as bytes (`None`: absent).

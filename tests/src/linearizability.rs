@@ -49,12 +49,7 @@ pub trait Model {
     /// Apply `input` to `state`. `output` is the observed reply, `None` when it
     /// is unknown (then any reply is acceptable). Returns the new state, or
     /// `None` when the model cannot produce that reply from that state.
-    fn step(
-        &self,
-        state: &Self::State,
-        input: &Self::Input,
-        output: Option<&Self::Output>,
-    ) -> Option<Self::State>;
+    fn step(&self, state: &Self::State, input: &Self::Input, output: Option<&Self::Output>) -> Option<Self::State>;
 }
 
 /// One operation as the checker sees it.
@@ -81,10 +76,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_states: 2_000_000,
-            timeout: Duration::from_secs(60),
-        }
+        Self { max_states: 2_000_000, timeout: Duration::from_secs(60) }
     }
 }
 
@@ -227,11 +219,7 @@ fn twins<I: Eq + Hash + Clone, O>(entries: &[Entry<I, O>]) -> Vec<Option<usize>>
 }
 
 /// Check one object's history against `model`.
-pub fn check<M: Model>(
-    model: &M,
-    entries: &[Entry<M::Input, M::Output>],
-    limits: Limits,
-) -> Verdict<M::State> {
+pub fn check<M: Model>(model: &M, entries: &[Entry<M::Input, M::Output>], limits: Limits) -> Verdict<M::State> {
     let n = entries.len();
     let mut list = EventList::build(entries);
     let twin = twins(entries);
@@ -248,21 +236,14 @@ pub fn check<M: Model>(
     while list.next[0] != NIL {
         steps += 1;
         if steps % 4096 == 0 && started.elapsed() > limits.timeout {
-            return Verdict::Unknown {
-                states: memo.len(),
-                reason: format!("timeout after {:?}", limits.timeout),
-            };
+            return Verdict::Unknown { states: memo.len(), reason: format!("timeout after {:?}", limits.timeout) };
         }
         if node % 2 == 1 {
             // A call event: try to linearize this operation now.
             let op = (node - 1) / 2;
             let e = &entries[op];
             let twin_ready = twin[op].is_none_or(|t| linearized.get(t));
-            let next_state = if twin_ready {
-                model.step(&state, &e.input, e.output.as_ref())
-            } else {
-                None
-            };
+            let next_state = if twin_ready { model.step(&state, &e.input, e.output.as_ref()) } else { None };
             if let Some(s) = next_state {
                 linearized.set(op);
                 if memo.insert((linearized.clone(), s.clone())) {
@@ -284,10 +265,7 @@ pub fn check<M: Model>(
             // A return event at this point: its operation was not linearized
             // before it completed. Remember the deepest dead end for the report.
             let stuck = (node - 2) / 2;
-            if best
-                .as_ref()
-                .is_none_or(|b| stack.len() > b.linearized.len())
-            {
+            if best.as_ref().is_none_or(|b| stack.len() > b.linearized.len()) {
                 best = Some(Counterexample {
                     linearized: stack.iter().map(|(op, _)| *op).collect(),
                     state: state.clone(),

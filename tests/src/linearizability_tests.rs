@@ -33,10 +33,7 @@ impl H {
             key: "k".into(),
             call,
             invoked: from,
-            outcome: Outcome::Fail {
-                completed: to,
-                error: "CLUSTERDOWN".into(),
-            },
+            outcome: Outcome::Fail { completed: to, error: "CLUSTERDOWN".into() },
         });
         self
     }
@@ -46,9 +43,7 @@ impl H {
             key: "k".into(),
             call,
             invoked: from,
-            outcome: Outcome::Unknown {
-                error: "timeout".into(),
-            },
+            outcome: Outcome::Unknown { error: "timeout".into() },
         });
         self
     }
@@ -63,24 +58,12 @@ impl H {
     }
     fn assert_linearizable(&self) {
         let r = check_key("k", &self.ops, Limits::default());
-        assert!(
-            r.verdict.is_linearizable(),
-            "expected linearizable: {:?}",
-            r.verdict
-        );
+        assert!(r.verdict.is_linearizable(), "expected linearizable: {:?}", r.verdict);
     }
     fn assert_violation(&self) {
         let r = check_key("k", &self.ops, Limits::default());
-        assert!(
-            matches!(r.verdict, Verdict::NotLinearizable(_)),
-            "expected a violation: {:?}",
-            r.verdict
-        );
-        assert!(
-            r.detail.contains("cannot be linearized next"),
-            "{}",
-            r.detail
-        );
+        assert!(matches!(r.verdict, Verdict::NotLinearizable(_)), "expected a violation: {:?}", r.verdict);
+        assert!(r.detail.contains("cannot be linearized next"), "{}", r.detail);
     }
 }
 
@@ -102,87 +85,46 @@ fn concurrent_read_may_see_old_or_new_value() {
     base().get(1, Some(1), 12, 15).assert_linearizable();
     base().get(1, Some(2), 12, 15).assert_linearizable();
     // Two sequential reads during the write: new then old is impossible.
-    base()
-        .get(1, Some(2), 11, 13)
-        .get(2, Some(1), 14, 16)
-        .assert_violation();
-    base()
-        .get(1, Some(1), 11, 13)
-        .get(2, Some(2), 14, 16)
-        .assert_linearizable();
+    base().get(1, Some(2), 11, 13).get(2, Some(1), 14, 16).assert_violation();
+    base().get(1, Some(1), 11, 13).get(2, Some(2), 14, 16).assert_linearizable();
 }
 
 #[test]
 fn stale_read_is_rejected() {
-    H::default()
-        .set(0, 1, 0, 1)
-        .set(0, 2, 2, 3)
-        .get(1, Some(1), 4, 5)
-        .assert_violation();
+    H::default().set(0, 1, 0, 1).set(0, 2, 2, 3).get(1, Some(1), 4, 5).assert_violation();
 }
 
 #[test]
 fn lost_write_is_rejected() {
-    H::default()
-        .set(0, 1, 0, 10)
-        .get(1, None, 20, 30)
-        .assert_violation();
-    H::default()
-        .set(0, 1, 0, 10)
-        .set(1, 2, 0, 10)
-        .get(2, Some(1), 20, 30)
-        .get(2, Some(2), 31, 40)
-        .assert_violation();
+    H::default().set(0, 1, 0, 10).get(1, None, 20, 30).assert_violation();
+    H::default().set(0, 1, 0, 10).set(1, 2, 0, 10).get(2, Some(1), 20, 30).get(2, Some(2), 31, 40).assert_violation();
 }
 
 #[test]
 fn read_of_never_written_value_is_rejected() {
-    H::default()
-        .set(0, 1, 0, 10)
-        .get(1, Some(99), 5, 30)
-        .assert_violation();
-    H::default()
-        .ok(0, Call::Get, 0, 1, Ret::Garbage("hello".into()))
-        .assert_violation();
+    H::default().set(0, 1, 0, 10).get(1, Some(99), 5, 30).assert_violation();
+    H::default().ok(0, Call::Get, 0, 1, Ret::Garbage("hello".into())).assert_violation();
 }
 
 #[test]
 fn non_monotonic_reads_across_clients_are_rejected() {
     // A write in flight for a long time: once one client saw the new value,
     // a later read by another client cannot see the old one.
-    H::default()
-        .set(0, 1, 0, 100)
-        .get(1, Some(1), 10, 20)
-        .get(2, None, 30, 40)
-        .assert_violation();
+    H::default().set(0, 1, 0, 100).get(1, Some(1), 10, 20).get(2, None, 30, 40).assert_violation();
     // Same reads, but overlapping: fine.
-    H::default()
-        .set(0, 1, 0, 100)
-        .get(1, Some(1), 10, 35)
-        .get(2, None, 30, 40)
-        .assert_linearizable();
+    H::default().set(0, 1, 0, 100).get(1, Some(1), 10, 35).get(2, None, 30, 40).assert_linearizable();
 }
 
 #[test]
 fn failed_writes_never_take_effect() {
-    H::default()
-        .fail(0, Call::Set(2), 0, 1)
-        .get(1, Some(2), 5, 6)
-        .assert_violation();
-    H::default()
-        .fail(0, Call::Set(2), 0, 1)
-        .get(1, None, 5, 6)
-        .assert_linearizable();
+    H::default().fail(0, Call::Set(2), 0, 1).get(1, Some(2), 5, 6).assert_violation();
+    H::default().fail(0, Call::Set(2), 0, 1).get(1, None, 5, 6).assert_linearizable();
 }
 
 #[test]
 fn indeterminate_write_may_explain_a_read() {
     // Timed-out write invoked before the read: it may have taken effect.
-    H::default()
-        .set(0, 1, 0, 1)
-        .unknown(1, Call::Set(2), 5)
-        .get(2, Some(2), 20, 30)
-        .assert_linearizable();
+    H::default().set(0, 1, 0, 1).unknown(1, Call::Set(2), 5).get(2, Some(2), 20, 30).assert_linearizable();
     // ... or never: reading the old value stays fine.
     H::default()
         .set(0, 1, 0, 1)
@@ -194,11 +136,7 @@ fn indeterminate_write_may_explain_a_read() {
 
 #[test]
 fn indeterminate_write_cannot_act_before_its_invocation() {
-    H::default()
-        .set(0, 1, 0, 1)
-        .get(2, Some(2), 20, 30)
-        .unknown(1, Call::Set(2), 50)
-        .assert_violation();
+    H::default().set(0, 1, 0, 1).get(2, Some(2), 20, 30).unknown(1, Call::Set(2), 50).assert_violation();
 }
 
 #[test]
@@ -214,27 +152,13 @@ fn indeterminate_write_takes_effect_at_most_once() {
 
 #[test]
 fn counter_increments() {
-    H::default()
-        .incr(0, 1, 0, 1)
-        .incr(1, 2, 2, 3)
-        .get(2, Some(2), 4, 5)
-        .assert_linearizable();
+    H::default().incr(0, 1, 0, 1).incr(1, 2, 2, 3).get(2, Some(2), 4, 5).assert_linearizable();
     // Lost update: two increments both returned 1.
-    H::default()
-        .incr(0, 1, 0, 10)
-        .incr(1, 1, 0, 10)
-        .assert_violation();
+    H::default().incr(0, 1, 0, 10).incr(1, 1, 0, 10).assert_violation();
     // Increment results out of real-time order.
-    H::default()
-        .incr(0, 2, 0, 1)
-        .incr(1, 1, 2, 3)
-        .assert_violation();
+    H::default().incr(0, 2, 0, 1).incr(1, 1, 2, 3).assert_violation();
     // Acked increments not reflected in a later read.
-    H::default()
-        .incr(0, 1, 0, 1)
-        .incr(0, 2, 2, 3)
-        .get(1, Some(1), 4, 5)
-        .assert_violation();
+    H::default().incr(0, 1, 0, 1).incr(0, 2, 2, 3).get(1, Some(1), 4, 5).assert_violation();
 }
 
 #[test]
@@ -271,14 +195,7 @@ fn many_identical_timeouts_stay_cheap() {
         h = h.unknown(c, Call::Incr, c as u64);
     }
     let h = h.get(99, Some(37), 100, 101).get(99, Some(59), 102, 103);
-    let r = check_key(
-        "k",
-        &h.ops,
-        Limits {
-            max_states: 100_000,
-            ..Limits::default()
-        },
-    );
+    let r = check_key("k", &h.ops, Limits { max_states: 100_000, ..Limits::default() });
     assert!(r.verdict.is_linearizable(), "{:?}", r.verdict);
     h.get(99, Some(61), 104, 105).assert_violation();
 }
@@ -296,9 +213,7 @@ fn conditional_writes() {
         .get(2, Some(1), 11, 12)
         .assert_linearizable();
     // SET XX on an absent key cannot apply.
-    H::default()
-        .ok(0, Call::SetXx(1), 0, 1, Ret::Applied(true))
-        .assert_violation();
+    H::default().ok(0, Call::SetXx(1), 0, 1, Ret::Applied(true)).assert_violation();
     // Two swaps cannot both see the same previous value.
     H::default()
         .set(0, 1, 0, 1)
@@ -319,10 +234,7 @@ fn conditional_writes() {
         .ok(1, Call::Del, 6, 7, Ret::Applied(false))
         .assert_violation();
     // A timed-out SET NX can explain a later failed SET NX.
-    H::default()
-        .unknown(0, Call::SetNx(1), 0)
-        .ok(1, Call::SetNx(2), 5, 6, Ret::Applied(false))
-        .assert_linearizable();
+    H::default().unknown(0, Call::SetNx(1), 0).ok(1, Call::SetNx(2), 5, 6, Ret::Applied(false)).assert_linearizable();
 }
 
 #[test]
@@ -338,42 +250,21 @@ fn search_limits_yield_unknown_not_a_hang() {
     }
     h = h.get(99, Some(1000), 100, 101);
     let entries: Vec<_> = h.ops.iter().map(crate::checker::to_entry).collect();
-    let tight = Limits {
-        max_states: 50,
-        timeout: Duration::from_secs(5),
-    };
+    let tight = Limits { max_states: 50, timeout: Duration::from_secs(5) };
     let v = check(&RegisterModel::default(), &entries, tight);
     assert!(matches!(v, Verdict::Unknown { .. }), "{v:?}");
-    let quick = Limits {
-        max_states: 10_000_000,
-        timeout: Duration::from_millis(200),
-    };
+    let quick = Limits { max_states: 10_000_000, timeout: Duration::from_millis(200) };
     let v = check(&RegisterModel::default(), &entries, quick);
     assert!(matches!(v, Verdict::Unknown { .. }), "{v:?}");
     // The checker proper prunes the 12 unobserved timeouts (GET/SET-only key)
     // and finds the violation (1000 was never written) with a small budget.
     let r = check_key("k", &h.ops, Limits::default());
-    assert!(
-        matches!(r.verdict, Verdict::NotLinearizable(_)),
-        "{:?}",
-        r.verdict
-    );
+    assert!(matches!(r.verdict, Verdict::NotLinearizable(_)), "{:?}", r.verdict);
     // A conditional write disables the "no" side of pruning: then the full
     // search runs and, with this budget, cannot decide.
     let h = h.ok(98, Call::SetNx(5000), 200, 201, Ret::Applied(false));
-    let r = check_key(
-        "k",
-        &h.ops,
-        Limits {
-            max_states: 10_000,
-            ..tight
-        },
-    );
-    assert!(
-        matches!(r.verdict, Verdict::Unknown { .. }),
-        "{:?}",
-        r.verdict
-    );
+    let r = check_key("k", &h.ops, Limits { max_states: 10_000, ..tight });
+    assert!(matches!(r.verdict, Verdict::Unknown { .. }), "{:?}", r.verdict);
 }
 
 /// Brute-force oracle: try every order that respects real time, each
@@ -386,11 +277,7 @@ fn brute_force(entries: &[Entry<Call, Ret>]) -> bool {
             return true;
         }
         // An op may go next only if no pending op completed before it was invoked.
-        let min_ret = pending
-            .iter()
-            .filter_map(|&i| entries[i].ret)
-            .min()
-            .unwrap_or(u64::MAX);
+        let min_ret = pending.iter().filter_map(|&i| entries[i].ret).min().unwrap_or(u64::MAX);
         for &i in &pending {
             let e = &entries[i];
             if e.call > min_ret {
@@ -425,19 +312,12 @@ fn random_entries(rng: &mut StdRng, n: usize) -> Vec<Entry<Call, Ret>> {
             };
             let unknown = input.is_mutation() && rng.random_bool(0.2);
             let out = match input {
-                Call::Get | Call::SetGet(_) => {
-                    Ret::Value(rng.random_bool(0.8).then(|| rng.random_range(1..5)))
-                }
+                Call::Get | Call::SetGet(_) => Ret::Value(rng.random_bool(0.8).then(|| rng.random_range(1..5))),
                 Call::Set(_) => Ret::Ok,
                 Call::Incr => Ret::Int(rng.random_range(1..5)),
                 _ => Ret::Applied(rng.random_bool(0.5)),
             };
-            Entry {
-                input,
-                output: (!unknown).then_some(out),
-                call,
-                ret: (!unknown).then_some(call + len),
-            }
+            Entry { input, output: (!unknown).then_some(out), call, ret: (!unknown).then_some(call + len) }
         })
         .collect()
 }
@@ -451,11 +331,7 @@ fn agrees_with_brute_force_on_random_small_histories() {
         let entries = random_entries(&mut rng, n);
         let expected = brute_force(&entries);
         let got = check(&RegisterModel::default(), &entries, Limits::default());
-        assert_eq!(
-            got.is_linearizable(),
-            expected,
-            "round {round}: {entries:#?}"
-        );
+        assert_eq!(got.is_linearizable(), expected, "round {round}: {entries:#?}");
         assert!(!matches!(got, Verdict::Unknown { .. }));
         if expected {
             yes += 1
@@ -504,13 +380,7 @@ fn histories_generated_from_a_sequential_execution_are_linearizable() {
             } else {
                 Outcome::Ok { completed: to, ret }
             };
-            ops.push(Operation {
-                client: (i % 7) as u32,
-                key: "k".into(),
-                call,
-                invoked: from,
-                outcome,
-            });
+            ops.push(Operation { client: (i % 7) as u32, key: "k".into(), call, invoked: from, outcome });
         }
         let r = check_key("k", &ops, Limits::default());
         assert!(r.verdict.is_linearizable(), "{:?}\n{}", r.verdict, r.detail);

@@ -62,10 +62,7 @@ impl FaultKind {
 
     /// Every kind usable on `network`.
     pub fn all_for(network: Network) -> Vec<FaultKind> {
-        Self::ALL
-            .into_iter()
-            .filter(|k| network == Network::Namespaces || !k.needs_namespaces())
-            .collect()
+        Self::ALL.into_iter().filter(|k| network == Network::Namespaces || !k.needs_namespaces()).collect()
     }
 }
 
@@ -139,6 +136,11 @@ impl Default for NemesisConfig {
     }
 }
 
+/// Attach a fault's description to an error, for its [`FaultRecord`].
+fn ctx<T>(detail: &str, r: Result<T, ClusterError>) -> Result<T, (String, ClusterError)> {
+    r.map_err(|e| (detail.to_owned(), e))
+}
+
 /// How many faults a run injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultBudget {
@@ -160,21 +162,12 @@ impl Nemesis {
     /// A nemesis timing its records with `clock` (the workload's clock).
     pub fn new(cfg: NemesisConfig, clock: Clock) -> Self {
         let rng = StdRng::seed_from_u64(cfg.seed);
-        Self {
-            cfg,
-            rng,
-            round: Vec::new(),
-            clock,
-        }
+        Self { cfg, rng, round: Vec::new(), clock }
     }
 
     /// Inject faults one after another until the budget is spent (a fault in
     /// progress is always healed and recovered before returning).
-    pub async fn run(
-        &mut self,
-        cluster: &mut TestCluster,
-        budget: FaultBudget,
-    ) -> Vec<FaultRecord> {
+    pub async fn run(&mut self, cluster: &mut TestCluster, budget: FaultBudget) -> Vec<FaultRecord> {
         let deadline = match budget {
             FaultBudget::Time(d) => Some(tokio::time::Instant::now() + d),
             FaultBudget::Count(_) => None,
@@ -225,19 +218,8 @@ impl Nemesis {
         // Whatever happened, leave no fault behind.
         let cleanup = cluster.heal_all().await.err().map(|e| e.to_string());
         let started = tokio::time::Instant::now();
-        let recovery = cluster
-            .wait_for_leader(self.cfg.recovery_timeout)
-            .await
-            .ok()
-            .map(|_| started.elapsed());
-        FaultRecord {
-            kind,
-            detail,
-            injected,
-            healed,
-            recovery,
-            error: error.or(cleanup),
-        }
+        let recovery = cluster.wait_for_leader(self.cfg.recovery_timeout).await.ok().map(|_| started.elapsed());
+        FaultRecord { kind, detail, injected, healed, recovery, error: error.or(cleanup) }
     }
 
     async fn inject_hold_heal(
@@ -250,14 +232,7 @@ impl Nemesis {
             .wait_for_leader(self.cfg.recovery_timeout)
             .await
             .map_err(|e| ("no leader before fault".to_string(), e))?;
-        let running: Vec<usize> = (0..c.len())
-            .filter(|&i| c.node(i).is_running() && !c.node(i).is_retired())
-            .collect();
-        macro_rules! try_ {
-            ($detail:expr, $e:expr) => {
-                $e.map_err(|e| ($detail.clone(), e))?
-            };
-        }
+        let running: Vec<usize> = (0..c.len()).filter(|&i| c.node(i).is_running() && !c.node(i).is_retired()).collect();
         match kind {
             FaultKind::KillRandom | FaultKind::KillLeader => {
                 let victim = if kind == FaultKind::KillLeader {
@@ -266,60 +241,59 @@ impl Nemesis {
                     running[self.rng.random_range(0..running.len())]
                 };
                 let d = format!("kill -9 node {victim} for {hold:.1?}");
-                try_!(d, c.kill(victim));
+                ctx(&d, c.kill(victim))?;
                 tokio::time::sleep(hold).await;
-                try_!(d, c.restart(victim).await);
+                ctx(&d, c.restart(victim).await)?;
                 Ok(d)
             }
             FaultKind::PauseLeader => {
                 let d = format!("SIGSTOP leader node {leader} for {hold:.1?}");
-                try_!(d, c.pause(leader));
+                ctx(&d, c.pause(leader))?;
                 tokio::time::sleep(hold).await;
-                try_!(d, c.resume(leader));
+                ctx(&d, c.resume(leader))?;
                 Ok(d)
             }
             FaultKind::TransferLeader => {
                 let others: Vec<usize> = running.iter().copied().filter(|&i| i != leader).collect();
                 let to = others[self.rng.random_range(0..others.len())];
                 let d = format!("transfer leadership {leader} -> {to}");
-                try_!(d, c.transfer_leader(Some(to)).await);
+                ctx(&d, c.transfer_leader(Some(to)).await)?;
                 Ok(d)
             }
             FaultKind::MembershipChange => {
-                let voters = try_!("membership".to_string(), c.voters().await);
-                let followers: Vec<usize> =
-                    voters.iter().copied().filter(|&i| i != leader).collect();
+                let voters = ctx("membership".to_string(), c.voters().await)?;
+                let followers: Vec<usize> = voters.iter().copied().filter(|&i| i != leader).collect();
                 let v = followers[self.rng.random_range(0..followers.len())];
                 let d = format!("remove node {v}, wipe it, re-add it as a new member");
                 let rest: Vec<usize> = voters.iter().copied().filter(|&i| i != v).collect();
-                try_!(d, c.set_voters(&rest).await);
-                try_!(d, c.wipe(v));
-                try_!(d, c.spawn(v));
-                try_!(d, c.add_learner(v).await);
-                try_!(d, c.set_voters(&voters).await);
+                ctx(&d, c.set_voters(&rest).await)?;
+                ctx(&d, c.wipe(v))?;
+                ctx(&d, c.spawn(v))?;
+                ctx(&d, c.add_learner(v).await)?;
+                ctx(&d, c.set_voters(&voters).await)?;
                 Ok(d)
             }
             FaultKind::AddRemoveNode => {
-                let voters = try_!("membership".to_string(), c.voters().await);
-                let d = "add a new node as learner, promote it, then remove and retire it".to_string();
-                let new = try_!(d, c.add_node());
-                try_!(d, c.add_learner(new).await);
+                let voters = ctx("membership".to_string(), c.voters().await)?;
+                let d = "add a node, promote it, remove it".to_string();
+                let new = ctx(&d, c.add_node())?;
+                ctx(&d, c.add_learner(new).await)?;
                 let mut grown = voters.clone();
                 grown.push(new);
-                try_!(d, c.set_voters(&grown).await);
+                ctx(&d, c.set_voters(&grown).await)?;
                 tokio::time::sleep(hold / 2).await;
-                try_!(d, c.set_voters(&voters).await);
-                try_!(d, c.retire(new));
-                Ok(format!("node {new} added as voter, then removed ({d})"))
+                ctx(&d, c.set_voters(&voters).await)?;
+                ctx(&d, c.retire(new))?;
+                Ok(format!("node {new} added as learner, promoted to voter, removed, retired"))
             }
             FaultKind::KillAll => {
                 let d = format!("kill -9 all {} nodes for {hold:.1?}", running.len());
                 for &i in &running {
-                    try_!(d, c.kill(i));
+                    ctx(&d, c.kill(i))?;
                 }
                 tokio::time::sleep(hold).await;
                 for &i in &running {
-                    try_!(d, c.spawn(i));
+                    ctx(&d, c.spawn(i))?;
                 }
                 Ok(d)
             }
@@ -328,17 +302,17 @@ impl Nemesis {
                 nodes.shuffle(&mut self.rng);
                 let minority = nodes.split_off(nodes.len() / 2 + 1);
                 let d = format!("partition {nodes:?} | {minority:?} for {hold:.1?}");
-                try_!(d, c.partition(&[nodes.clone(), minority.clone()]));
+                ctx(&d, c.partition(&[nodes.clone(), minority.clone()]))?;
                 tokio::time::sleep(hold).await;
-                try_!(d, c.heal());
+                ctx(&d, c.heal())?;
                 Ok(d)
             }
             FaultKind::IsolateLeader => {
                 let others: Vec<usize> = running.iter().copied().filter(|&i| i != leader).collect();
                 let d = format!("isolate leader node {leader} for {hold:.1?}");
-                try_!(d, c.partition(&[vec![leader], others]));
+                ctx(&d, c.partition(&[vec![leader], others]))?;
                 tokio::time::sleep(hold).await;
-                try_!(d, c.heal());
+                ctx(&d, c.heal())?;
                 Ok(d)
             }
         }

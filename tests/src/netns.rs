@@ -73,10 +73,8 @@ pub struct NetLab {
 
 /// Run a command, mapping a non-zero exit to [`NetnsError::Command`].
 fn run(program: &str, args: &[&str]) -> Result<(), NetnsError> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| NetnsError::Unavailable(format!("{program}: {e}")))?;
+    let out =
+        Command::new(program).args(args).output().map_err(|e| NetnsError::Unavailable(format!("{program}: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -139,20 +137,14 @@ impl NetLab {
         let me = std::process::id();
         for id in 1..=250u8 {
             let path = PathBuf::from(format!("{CLAIM_DIR}/{id}.pid"));
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
+            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
                     write!(f, "{me}")?;
                     Self::remove_objects(id, 64);
                     return Ok(id);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok());
+                    let owner = fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok());
                     // An empty file may be a claim being written right now: leave it.
                     if let Some(pid) = owner {
                         if !pid_alive(pid) {
@@ -180,35 +172,18 @@ impl NetLab {
         run_quiet("ip", &["link", "del", &bridge]);
         // The rule may be present more than once if a previous owner crashed mid-build.
         for _ in 0..4 {
-            run_quiet(
-                "iptables",
-                &[
-                    "-D", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT",
-                ],
-            );
+            run_quiet("iptables", &["-D", "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT"]);
         }
     }
 
     fn build_bridge(&mut self) -> Result<(), NetnsError> {
         let b = self.bridge.clone();
         run("ip", &["link", "add", &b, "type", "bridge"])?;
-        run(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{}/24", self.gateway_ip()),
-                "dev",
-                &b,
-            ],
-        )?;
+        run("ip", &["addr", "add", &format!("{}/24", self.gateway_ip()), "dev", &b])?;
         run("ip", &["link", "set", &b, "up"])?;
         // With br_netfilter loaded (Docker loads it), frames between bridge
         // ports traverse the FORWARD chain, whose policy Docker sets to DROP.
-        run(
-            "iptables",
-            &["-I", "FORWARD", "-i", &b, "-o", &b, "-j", "ACCEPT"],
-        )?;
+        run("iptables", &["-I", "FORWARD", "-i", &b, "-o", &b, "-j", "ACCEPT"])?;
         Ok(())
     }
 
@@ -228,29 +203,13 @@ impl NetLab {
         run("ip", &["netns", "add", &host.ns])?;
         // Recorded now so that Drop removes the namespace even if a step below fails.
         self.hosts.push(host.clone());
-        run(
-            "ip",
-            &[
-                "link", "add", &host.veth, "type", "veth", "peer", "name", &peer,
-            ],
-        )?;
+        run("ip", &["link", "add", &host.veth, "type", "veth", "peer", "name", &peer])?;
         run("ip", &["link", "set", &peer, "netns", &host.ns])?;
         run("ip", &["link", "set", &host.veth, "master", &self.bridge])?;
         run("ip", &["link", "set", &host.veth, "up"])?;
         let ns = host.ns.as_str();
         run("ip", &["-n", ns, "link", "set", &peer, "name", "eth0"])?;
-        run(
-            "ip",
-            &[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/24", host.ip),
-                "dev",
-                "eth0",
-            ],
-        )?;
+        run("ip", &["-n", ns, "addr", "add", &format!("{}/24", host.ip), "dev", "eth0"])?;
         run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         Ok(i)
@@ -300,18 +259,8 @@ impl NetLab {
                 }
                 let ip = other.ip.to_string();
                 let ns = host.ns.as_str();
-                run(
-                    "ip",
-                    &[
-                        "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", &ip, "-j", "DROP",
-                    ],
-                )?;
-                run(
-                    "ip",
-                    &[
-                        "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", &ip, "-j", "DROP",
-                    ],
-                )?;
+                run("ip", &["netns", "exec", ns, "iptables", "-A", "INPUT", "-s", &ip, "-j", "DROP"])?;
+                run("ip", &["netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", &ip, "-j", "DROP"])?;
             }
         }
         Ok(())
@@ -320,14 +269,8 @@ impl NetLab {
     /// Remove every partition rule (links cut by [`Self::set_link`] stay cut).
     pub fn heal(&self) -> Result<(), NetnsError> {
         for host in &self.hosts {
-            run(
-                "ip",
-                &["netns", "exec", &host.ns, "iptables", "-F", "INPUT"],
-            )?;
-            run(
-                "ip",
-                &["netns", "exec", &host.ns, "iptables", "-F", "OUTPUT"],
-            )?;
+            run("ip", &["netns", "exec", &host.ns, "iptables", "-F", "INPUT"])?;
+            run("ip", &["netns", "exec", &host.ns, "iptables", "-F", "OUTPUT"])?;
         }
         Ok(())
     }
@@ -340,11 +283,7 @@ impl NetLab {
 
     /// Run `f` on a new thread whose network namespace is host `i`'s: sockets
     /// it opens live inside that host. For probing connectivity in tests.
-    pub fn in_host<T: Send + 'static>(
-        &self,
-        i: usize,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::io::Result<T> {
+    pub fn in_host<T: Send + 'static>(&self, i: usize, f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
         let path = format!("/run/netns/{}", self.hosts[i].ns);
         std::thread::spawn(move || {
             let file = fs::File::open(&path)?;
@@ -389,10 +328,7 @@ mod tests {
     /// Listen inside host `i` on port 9000 and answer one byte per connection.
     fn serve(lab: &NetLab, i: usize) {
         let ip = lab.host(i).ip;
-        let listener = lab
-            .in_host(i, move || TcpListener::bind((ip, 9000)))
-            .unwrap()
-            .unwrap();
+        let listener = lab.in_host(i, move || TcpListener::bind((ip, 9000))).unwrap().unwrap();
         std::thread::spawn(move || {
             for s in listener.incoming().flatten() {
                 let mut s = s;
@@ -405,8 +341,7 @@ mod tests {
         let addr = (to, 9000).into();
         match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
             Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
                 let mut b = [0u8; 1];
                 s.read_exact(&mut b).is_ok()
             }
@@ -444,10 +379,7 @@ mod tests {
         // The bridge port needs a moment to forward again: poll with a deadline.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !reach(lab.host(1).ip) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "link did not come back"
-            );
+            assert!(std::time::Instant::now() < deadline, "link did not come back");
         }
     }
 
@@ -457,10 +389,7 @@ mod tests {
         let (bridge, ns) = (lab.bridge.clone(), lab.host(1).ns.clone());
         drop(lab);
         assert!(!PathBuf::from(format!("/run/netns/{ns}")).exists());
-        let out = Command::new("ip")
-            .args(["link", "show", &bridge])
-            .output()
-            .unwrap();
+        let out = Command::new("ip").args(["link", "show", &bridge]).output().unwrap();
         assert!(!out.status.success(), "bridge {bridge} still exists");
     }
 }

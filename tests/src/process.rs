@@ -21,16 +21,8 @@ impl NodeProcess {
     pub fn spawn(mut cmd: Command, log: &Path) -> io::Result<Self> {
         let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()?;
-        Ok(Self {
-            child,
-            paused: false,
-            log: log.to_owned(),
-        })
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn()?;
+        Ok(Self { child, paused: false, log: log.to_owned() })
     }
 
     /// The process id.
@@ -168,10 +160,7 @@ mod tests {
             if state.split_whitespace().nth(2) == Some("T") {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never stopped: {state}"
-            );
+            assert!(std::time::Instant::now() < deadline, "never stopped: {state}");
             std::thread::yield_now();
         }
         p.resume().unwrap();

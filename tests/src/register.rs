@@ -67,61 +67,30 @@ mod tests {
 
     #[test]
     fn reads_must_match_state() {
-        assert_eq!(
-            step(Some(3), Call::Get, Some(Ret::Value(Some(3)))),
-            Some(Some(3))
-        );
+        assert_eq!(step(Some(3), Call::Get, Some(Ret::Value(Some(3)))), Some(Some(3)));
         assert_eq!(step(Some(3), Call::Get, Some(Ret::Value(Some(4)))), None);
         assert_eq!(step(None, Call::Get, Some(Ret::Value(None))), Some(None));
-        assert_eq!(
-            step(None, Call::Get, Some(Ret::Ok)),
-            None,
-            "wrong reply type"
-        );
+        assert_eq!(step(None, Call::Get, Some(Ret::Ok)), None, "wrong reply type");
     }
 
     #[test]
     fn conditional_writes_follow_existence() {
-        assert_eq!(
-            step(None, Call::SetNx(5), Some(Ret::Applied(true))),
-            Some(Some(5))
-        );
-        assert_eq!(
-            step(Some(1), Call::SetNx(5), Some(Ret::Applied(true))),
-            None
-        );
-        assert_eq!(
-            step(Some(1), Call::SetNx(5), Some(Ret::Applied(false))),
-            Some(Some(1))
-        );
-        assert_eq!(
-            step(Some(1), Call::SetXx(5), Some(Ret::Applied(true))),
-            Some(Some(5))
-        );
-        assert_eq!(
-            step(None, Call::SetXx(5), Some(Ret::Applied(false))),
-            Some(None)
-        );
-        assert_eq!(
-            step(Some(1), Call::SetGet(5), Some(Ret::Value(Some(1)))),
-            Some(Some(5))
-        );
+        assert_eq!(step(None, Call::SetNx(5), Some(Ret::Applied(true))), Some(Some(5)));
+        assert_eq!(step(Some(1), Call::SetNx(5), Some(Ret::Applied(true))), None);
+        assert_eq!(step(Some(1), Call::SetNx(5), Some(Ret::Applied(false))), Some(Some(1)));
+        assert_eq!(step(Some(1), Call::SetXx(5), Some(Ret::Applied(true))), Some(Some(5)));
+        assert_eq!(step(None, Call::SetXx(5), Some(Ret::Applied(false))), Some(None));
+        assert_eq!(step(Some(1), Call::SetGet(5), Some(Ret::Value(Some(1)))), Some(Some(5)));
         assert_eq!(step(Some(1), Call::SetGet(5), Some(Ret::Value(None))), None);
     }
 
     #[test]
     fn incr_and_del() {
         assert_eq!(step(None, Call::Incr, Some(Ret::Int(1))), Some(Some(1)));
-        assert_eq!(
-            step(Some(9), Call::Incr, Some(Ret::Int(10))),
-            Some(Some(10))
-        );
+        assert_eq!(step(Some(9), Call::Incr, Some(Ret::Int(10))), Some(Some(10)));
         assert_eq!(step(Some(9), Call::Incr, Some(Ret::Int(9))), None);
         assert_eq!(step(Some(i64::MAX), Call::Incr, Some(Ret::Int(0))), None);
-        assert_eq!(
-            step(Some(2), Call::Del, Some(Ret::Applied(true))),
-            Some(None)
-        );
+        assert_eq!(step(Some(2), Call::Del, Some(Ret::Applied(true))), Some(None));
         assert_eq!(step(None, Call::Del, Some(Ret::Applied(true))), None);
     }
 
@@ -135,13 +104,7 @@ mod tests {
     #[test]
     fn garbage_is_never_accepted() {
         let g = Some(Ret::Garbage("x".into()));
-        for c in [
-            Call::Get,
-            Call::Set(1),
-            Call::SetGet(1),
-            Call::Incr,
-            Call::Del,
-        ] {
+        for c in [Call::Get, Call::Set(1), Call::SetGet(1), Call::Incr, Call::Del] {
             assert_eq!(step(Some(1), c, g.clone()), None, "{c}");
         }
     }

@@ -44,10 +44,7 @@ pub async fn final_reads(
                 matches!(op.outcome, Outcome::Ok { .. }).then_some(op)
             })
             .await?;
-            if let Outcome::Ok {
-                ret: Ret::Value(v), ..
-            } = &op.outcome
-            {
+            if let Outcome::Ok { ret: Ret::Value(v), .. } = &op.outcome {
                 finals.entry(key.clone()).or_insert(*v);
             }
             history.push(op);
@@ -77,10 +74,7 @@ impl LostWrites {
 }
 
 /// Check the final values against the acknowledged writes of `history`.
-pub fn check_lost_writes(
-    history: &History,
-    finals: &BTreeMap<String, Option<Value>>,
-) -> LostWrites {
+pub fn check_lost_writes(history: &History, finals: &BTreeMap<String, Option<Value>>) -> LostWrites {
     let mut report = LostWrites::default();
     for (key, ops) in history.by_key() {
         let Some(&fin) = finals.get(&key) else {
@@ -98,23 +92,15 @@ pub fn check_lost_writes(
 
 fn check_counter(key: &str, ops: &[Operation], fin: Option<Value>, r: &mut LostWrites) {
     let incrs = ops.iter().filter(|o| o.call == Call::Incr);
-    let acked = incrs
-        .clone()
-        .filter(|o| matches!(o.outcome, Outcome::Ok { .. }))
-        .count();
-    let unknown = incrs
-        .filter(|o| matches!(o.outcome, Outcome::Unknown { .. }))
-        .count();
+    let acked = incrs.clone().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).count();
+    let unknown = incrs.filter(|o| matches!(o.outcome, Outcome::Unknown { .. })).count();
     r.acked += acked;
     let f = fin.unwrap_or(0);
     if f < acked as Value {
-        r.lost
-            .push(format!("{key}: final {f} < {acked} acknowledged INCRs"));
+        r.lost.push(format!("{key}: final {f} < {acked} acknowledged INCRs"));
     }
     if f > (acked + unknown) as Value {
-        r.phantom.push(format!(
-            "{key}: final {f} > {acked} acknowledged + {unknown} unknown INCRs"
-        ));
+        r.phantom.push(format!("{key}: final {f} > {acked} acknowledged + {unknown} unknown INCRs"));
     }
 }
 
@@ -130,11 +116,7 @@ fn effective(op: &Operation) -> bool {
 
 fn check_register(key: &str, ops: &[Operation], fin: Option<Value>, r: &mut LostWrites) {
     let writes: Vec<&Operation> = ops.iter().filter(|o| effective(o)).collect();
-    let acked: Vec<&Operation> = writes
-        .iter()
-        .copied()
-        .filter(|o| matches!(o.outcome, Outcome::Ok { .. }))
-        .collect();
+    let acked: Vec<&Operation> = writes.iter().copied().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).collect();
     r.acked += acked.len();
     let end = |o: &Operation| o.outcome.completed().unwrap_or(Timestamp::MAX);
     // The origin's completion: the latest time the final state can date from.
@@ -142,24 +124,17 @@ fn check_register(key: &str, ops: &[Operation], fin: Option<Value>, r: &mut Lost
         Some(v) => match writes.iter().find(|o| o.call.written_value() == Some(v)) {
             Some(o) => end(o),
             None => {
-                r.phantom
-                    .push(format!("{key}: final value {v} was never written"));
+                r.phantom.push(format!("{key}: final value {v} was never written"));
                 return;
             }
         },
         // Absent: the last DEL to finish is the origin; without any DEL it is
         // the initial state, which precedes every write.
-        None => match writes
-            .iter()
-            .filter(|o| o.call == Call::Del)
-            .map(|o| end(o))
-            .max()
-        {
+        None => match writes.iter().filter(|o| o.call == Call::Del).map(|o| end(o)).max() {
             Some(t) => t,
             None => {
                 for w in &acked {
-                    r.lost
-                        .push(format!("{key}: acknowledged {w} but the key is absent"));
+                    r.lost.push(format!("{key}: acknowledged {w} but the key is absent"));
                 }
                 return;
             }
@@ -178,13 +153,7 @@ mod tests {
     use super::*;
 
     fn op(key: &str, call: Call, from: u64, outcome: Outcome) -> Operation {
-        Operation {
-            client: 0,
-            key: key.into(),
-            call,
-            invoked: from,
-            outcome,
-        }
+        Operation { client: 0, key: key.into(), call, invoked: from, outcome }
     }
     fn ok(completed: u64, ret: Ret) -> Outcome {
         Outcome::Ok { completed, ret }

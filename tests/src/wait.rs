@@ -28,10 +28,7 @@ where
             return Ok(v);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(TimedOut {
-                what: what.to_owned(),
-                timeout,
-            });
+            return Err(TimedOut { what: what.to_owned(), timeout });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));

@@ -173,12 +173,7 @@ pub fn start(cfg: &WorkloadConfig, targets: &[String], clock: Clock) -> RunningW
             tokio::spawn(client.run(stop.clone()))
         })
         .collect();
-    RunningWorkload {
-        stop,
-        tasks,
-        recorder,
-        progress,
-    }
+    RunningWorkload { stop, tasks, recorder, progress }
 }
 
 /// Open a connection to `addr` within `timeout`.
@@ -187,9 +182,7 @@ pub async fn connect(addr: &str, timeout: Duration) -> redis::RedisResult<Multip
     // The response timeout is enforced per operation by the caller, so that
     // a timeout can be recorded with its own completion semantics.
     let cfg = AsyncConnectionConfig::new().set_connection_timeout(timeout);
-    client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
+    client.get_multiplexed_async_connection_with_config(&cfg).await
 }
 
 struct Client {
@@ -325,32 +318,17 @@ pub async fn execute(
     let res = tokio::time::timeout(cfg.op_timeout, cmd.query_async::<RValue>(conn)).await;
     let completed = clock.now();
     let outcome = match res {
-        Err(_) => Outcome::Unknown {
-            error: format!("no reply within {:?}", cfg.op_timeout),
-        },
-        Ok(Ok(v)) => Outcome::Ok {
-            completed,
-            ret: decode(call, v),
-        },
+        Err(_) => Outcome::Unknown { error: format!("no reply within {:?}", cfg.op_timeout) },
+        Ok(Ok(v)) => Outcome::Ok { completed, ret: decode(call, v) },
         Ok(Err(e)) => classify_error(&e, completed, &cfg.definite_errors),
     };
-    Operation {
-        client,
-        key: key.to_owned(),
-        call,
-        invoked,
-        outcome,
-    }
+    Operation { client, key: key.to_owned(), call, invoked, outcome }
 }
 
 /// Map a reply to what the model understands; anything unexpected is [`Ret::Garbage`].
 pub fn decode(call: Call, v: RValue) -> Ret {
     let garbage = |v: &RValue| Ret::Garbage(format!("{v:?}"));
-    let int_of = |b: &[u8]| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<Value>().ok())
-    };
+    let int_of = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<Value>().ok());
     match (call, &v) {
         (Call::Get | Call::SetGet(_), RValue::Nil) => Ret::Value(None),
         (Call::Get | Call::SetGet(_), RValue::BulkString(b)) => {
@@ -372,10 +350,7 @@ pub fn decode(call: Call, v: RValue) -> Ret {
 pub fn classify_error(e: &redis::RedisError, completed: u64, definite: &[String]) -> Outcome {
     let text = e.to_string();
     match e.code() {
-        Some(code) if definite.iter().any(|d| d == code) => Outcome::Fail {
-            completed,
-            error: text,
-        },
+        Some(code) if definite.iter().any(|d| d == code) => Outcome::Fail { completed, error: text },
         _ => Outcome::Unknown { error: text },
     }
 }
@@ -386,10 +361,7 @@ mod tests {
 
     #[test]
     fn key_classes_round_trip() {
-        let cfg = WorkloadConfig {
-            key_prefix: "p:x".into(),
-            ..Default::default()
-        };
+        let cfg = WorkloadConfig { key_prefix: "p:x".into(), ..Default::default() };
         let keys = cfg.keys();
         assert_eq!(keys.len(), 8);
         assert_eq!(KeyClass::of(&keys[0]), Some(KeyClass::Register));
@@ -401,14 +373,8 @@ mod tests {
     #[test]
     fn replies_decode_strictly() {
         assert_eq!(decode(Call::Get, RValue::Nil), Ret::Value(None));
-        assert_eq!(
-            decode(Call::Get, RValue::BulkString(b"42".to_vec())),
-            Ret::Value(Some(42))
-        );
-        assert!(matches!(
-            decode(Call::Get, RValue::BulkString(b"4x".to_vec())),
-            Ret::Garbage(_)
-        ));
+        assert_eq!(decode(Call::Get, RValue::BulkString(b"42".to_vec())), Ret::Value(Some(42)));
+        assert!(matches!(decode(Call::Get, RValue::BulkString(b"4x".to_vec())), Ret::Garbage(_)));
         assert_eq!(decode(Call::SetNx(1), RValue::Nil), Ret::Applied(false));
         assert_eq!(decode(Call::Del, RValue::Int(1)), Ret::Applied(true));
         assert!(matches!(decode(Call::Del, RValue::Int(2)), Ret::Garbage(_)));
@@ -423,19 +389,10 @@ mod tests {
             "An error was signalled by the server",
             "no leader".to_string(),
         ));
-        assert!(matches!(
-            classify_error(&down, 5, &definite),
-            Outcome::Fail { .. }
-        ));
+        assert!(matches!(classify_error(&down, 5, &definite), Outcome::Fail { .. }));
         let again = redis::RedisError::from((redis::ErrorKind::TryAgain, "x"));
-        assert!(matches!(
-            classify_error(&again, 5, &definite),
-            Outcome::Unknown { .. }
-        ));
+        assert!(matches!(classify_error(&again, 5, &definite), Outcome::Unknown { .. }));
         let io = redis::RedisError::from(std::io::Error::other("reset"));
-        assert!(matches!(
-            classify_error(&io, 5, &definite),
-            Outcome::Unknown { .. }
-        ));
+        assert!(matches!(classify_error(&io, 5, &definite), Outcome::Unknown { .. }));
     }
 }

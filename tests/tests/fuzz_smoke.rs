@@ -112,9 +112,27 @@ fn smoke(target: &str, iterations: usize, check: fn(&[u8]), dict: &[&[u8]]) {
 #[test]
 fn resp_decode_smoke() {
     let dict: &[&[u8]] = &[
-        b"\r\n", b"*", b"$", b"*-1\r\n", b"$-1\r\n", b"*2\r\n", b"$3\r\nGET\r\n", b"\"", b"'", b"\\x",
-        b"%1\r\n", b"~1\r\n", b">1\r\n", b"|1\r\n", b",nan\r\n", b"(1\r\n", b"=4\r\ntxt:\r\n", b"#t\r\n",
-        b"_\r\n", b"!1\r\n", b"9223372036854775808",
+        b"\r\n",
+        b"*",
+        b"$",
+        b"*-1\r\n",
+        b"$-1\r\n",
+        b"*2\r\n",
+        b"$3\r\nGET\r\n",
+        b"\"",
+        b"'",
+        b"\\x",
+        b"%1\r\n",
+        b"~1\r\n",
+        b">1\r\n",
+        b"|1\r\n",
+        b",nan\r\n",
+        b"(1\r\n",
+        b"=4\r\ntxt:\r\n",
+        b"#t\r\n",
+        b"_\r\n",
+        b"!1\r\n",
+        b"9223372036854775808",
     ];
     smoke("resp_decode", 20_000, props::resp_decode, dict);
 }
@@ -122,10 +140,29 @@ fn resp_decode_smoke() {
 #[test]
 fn command_parse_smoke() {
     let dict: &[&[u8]] = &[
-        b" EX ", b" PX ", b" EXAT ", b" PXAT ", b" NX", b" XX", b" GET", b" KEEPTTL", b"\nSET k ",
-        b"\nGET k", b"\nINCR k", b"\nDEL k", b" -1", b" 0", b" 9223372036854775807",
-        b" -9223372036854775808", b" 1e308", b" inf", b"\nEXPIRE k ", b"\nSETRANGE k ",
-        b"\nGETRANGE k ", b"\nMSET ", b"\nRENAME ",
+        b" EX ",
+        b" PX ",
+        b" EXAT ",
+        b" PXAT ",
+        b" NX",
+        b" XX",
+        b" GET",
+        b" KEEPTTL",
+        b"\nSET k ",
+        b"\nGET k",
+        b"\nINCR k",
+        b"\nDEL k",
+        b" -1",
+        b" 0",
+        b" 9223372036854775807",
+        b" -9223372036854775808",
+        b" 1e308",
+        b" inf",
+        b"\nEXPIRE k ",
+        b"\nSETRANGE k ",
+        b"\nGETRANGE k ",
+        b"\nMSET ",
+        b"\nRENAME ",
     ];
     smoke("command_parse", 4_000, props::command_parse, dict);
 }

@@ -110,10 +110,7 @@ fn execute(db: &Mutex<Db>, fault: Fault, counter: &AtomicU64, args: &[Vec<u8>]) 
 async fn fake_server(fault: Fault) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let db = Arc::new(Mutex::new(Db {
-        live: HashMap::new(),
-        stale: HashMap::new(),
-    }));
+    let db = Arc::new(Mutex::new(Db { live: HashMap::new(), stale: HashMap::new() }));
     let refresher = db.clone();
     tokio::spawn(async move {
         loop {

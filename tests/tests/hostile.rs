@@ -17,9 +17,7 @@ const T: Duration = Duration::from_secs(5);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn one_node() -> TestCluster {
-    TestCluster::start(ClusterOptions::new(BIN, 1))
-        .await
-        .expect("cluster")
+    TestCluster::start(ClusterOptions::new(BIN, 1)).await.expect("cluster")
 }
 
 fn rss(c: &TestCluster) -> u64 {
@@ -28,9 +26,7 @@ fn rss(c: &TestCluster) -> u64 {
 
 /// A well-behaved client still gets answers (and its writes land).
 async fn assert_served(c: &TestCluster, tag: &str) {
-    let mut kv = Kv::connect(&c.node(0).addr.resp_addr, T)
-        .await
-        .expect("connect");
+    let mut kv = Kv::connect(&c.node(0).addr.resp_addr, T).await.expect("connect");
     assert!(kv.ping().await, "PING failed ({tag})");
     kv.set(tag, "v").await.expect("SET");
     assert_eq!(kv.get(tag).await.expect("GET").as_deref(), Some(&b"v"[..]));
@@ -58,9 +54,7 @@ async fn huge_declared_lengths_get_errors_and_cost_nothing() {
 
     // 1 GiB declared bulk: over the 512 MiB protocol limit.
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n")
-        .await
-        .unwrap();
+    s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n").await.unwrap();
     let (reply, closed) = read_until_close(&mut s, T).await;
     let text = String::from_utf8_lossy(&reply);
     assert!(text.starts_with("-ERR Protocol error"), "reply: {text:?}");
@@ -71,26 +65,18 @@ async fn huge_declared_lengths_get_errors_and_cost_nothing() {
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"*1073741824\r\n").await.unwrap();
     let (reply, _) = read_until_close(&mut s, T).await;
-    assert!(
-        String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"),
-        "{reply:?}"
-    );
+    assert!(String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"), "{reply:?}");
     let mut trickle = Vec::new();
     for _ in 0..20 {
         let mut s = TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n")
-            .await
-            .unwrap();
+        s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n").await.unwrap();
         s.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
         trickle.push(s);
     }
     assert_served(&c, "after-huge").await;
     let after = rss(&c);
     println!("RSS {before} KiB -> {after} KiB with 20 clients each declaring 500 MB");
-    assert!(
-        after < before + 128 * 1024,
-        "RSS grew from {before} to {after} KiB"
-    );
+    assert!(after < before + 128 * 1024, "RSS grew from {before} to {after} KiB");
     drop(trickle);
 }
 
@@ -105,10 +91,7 @@ async fn deep_nesting_and_garbage_are_refused() {
     let mut s = TcpStream::connect(&addr).await.unwrap();
     let _ = s.write_all(&nested).await;
     let (reply, closed) = read_until_close(&mut s, T).await;
-    assert!(
-        String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"),
-        "{reply:?}"
-    );
+    assert!(String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"), "{reply:?}");
     assert!(closed);
     // RESP3 aggregates nested a million deep, sent as a "request".
     let mut s = TcpStream::connect(&addr).await.unwrap();
@@ -118,10 +101,7 @@ async fn deep_nesting_and_garbage_are_refused() {
     let mut s = TcpStream::connect(&addr).await.unwrap();
     let _ = s.write_all(&vec![b'a'; 1 << 20]).await;
     let (reply, closed) = read_until_close(&mut s, T).await;
-    assert!(
-        String::from_utf8_lossy(&reply).contains("too big inline request"),
-        "{reply:?}"
-    );
+    assert!(String::from_utf8_lossy(&reply).contains("too big inline request"), "{reply:?}");
     assert!(closed);
     // Random bytes from many clients at once.
     let mut garbage = Vec::new();
@@ -139,10 +119,7 @@ async fn deep_nesting_and_garbage_are_refused() {
     }
     assert_served(&c, "after-garbage").await;
     let after = rss(&c);
-    assert!(
-        after < before + 64 * 1024,
-        "RSS grew from {before} to {after} KiB"
-    );
+    assert!(after < before + 64 * 1024, "RSS grew from {before} to {after} KiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -169,19 +146,13 @@ async fn slow_loris_clients_do_not_starve_others() {
     // Their requests complete normally.
     for s in &mut lorises {
         let mut buf = [0u8; 5];
-        tokio::time::timeout(T, s.read_exact(&mut buf))
-            .await
-            .expect("reply")
-            .unwrap();
+        tokio::time::timeout(T, s.read_exact(&mut buf)).await.expect("reply").unwrap();
         assert_eq!(&buf, b"+OK\r\n");
     }
 }
 
 fn raise_nofile(want: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: get/setrlimit with a valid pointer to a local struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -214,10 +185,7 @@ async fn five_thousand_idle_connections() {
     for s in idle.iter_mut().step_by(500) {
         s.write_all(b"PING\r\n").await.unwrap();
         let mut buf = [0u8; 7];
-        tokio::time::timeout(T, s.read_exact(&mut buf))
-            .await
-            .expect("PONG")
-            .unwrap();
+        tokio::time::timeout(T, s.read_exact(&mut buf)).await.expect("PONG").unwrap();
         assert_eq!(&buf, b"+PONG\r\n");
     }
     let after = rss(&c);
@@ -251,8 +219,5 @@ async fn client_that_never_reads_replies_is_bounded() {
     assert_served(&c, "while-a-client-never-reads").await;
     peak = peak.max(rss(&c));
     println!("sent {sent} GETs without reading; RSS {before} KiB -> peak {peak} KiB");
-    assert!(
-        peak < before + 256 * 1024,
-        "RSS grew from {before} to {peak} KiB"
-    );
+    assert!(peak < before + 256 * 1024, "RSS grew from {before} to {peak} KiB");
 }

@@ -56,7 +56,7 @@ pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>
 
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Log lines must not dump user values; the variant name and time are enough.
-        write!(f, "Operation@{}ms({:?})", self.at_ms, std::mem::discriminant(&self.cmd))
+        // Log lines must not dump user keys or values.
+        write!(f, "{}@{}ms", self.cmd.name(), self.at_ms)
     }
 }

@@ -239,6 +239,10 @@ impl RaftNode {
             // A node that was cut off must not bump its term and depose a
             // healthy leader when it comes back.
             enable_pre_vote: Some(true),
+            // Ship entries to followers as soon as they are handed to the log
+            // store, so the leader's fsync overlaps the followers' round trip
+            // and fsync instead of preceding it.
+            broadcast_submitted_on_append: Some(true),
             ..Config::default()
         }
         .validate()

@@ -187,6 +187,28 @@ pub enum WriteCmd {
 }
 
 impl WriteCmd {
+    /// A short name of the operation for logs (never the keys or values).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteCmd::Set { .. } => "set",
+            WriteCmd::SetNx { .. } => "setnx",
+            WriteCmd::MSet { .. } => "mset",
+            WriteCmd::MSetNx { .. } => "msetnx",
+            WriteCmd::GetDel { .. } => "getdel",
+            WriteCmd::GetEx { .. } => "getex",
+            WriteCmd::IncrBy { .. } => "incrby",
+            WriteCmd::IncrByFloat { .. } => "incrbyfloat",
+            WriteCmd::Append { .. } => "append",
+            WriteCmd::SetRange { .. } => "setrange",
+            WriteCmd::Del { .. } => "del",
+            WriteCmd::Expire { .. } => "expire",
+            WriteCmd::Persist { .. } => "persist",
+            WriteCmd::Rename { .. } => "rename",
+            WriteCmd::FlushAll => "flushall",
+            WriteCmd::ExpireKeys { .. } => "expire-sweep",
+        }
+    }
+
     /// The keys this command writes, in argument order (metrics, tracing).
     pub fn keys(&self) -> Vec<&Bytes> {
         match self {

@@ -58,9 +58,7 @@ fn main() -> anyhow::Result<ExitCode> {
         return Ok(seshat_server::cli::main());
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -81,18 +79,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let total = Duration::from_secs_f64(args.minutes * 60.0);
     let per_run = Duration::from_secs_f64(args.run_minutes * 60.0).min(total);
     let started = Instant::now();
-    let (mut histories, mut ops, mut violations, mut undecided, mut lost, mut unrecovered) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut histories, mut ops, mut violations, mut undecided, mut lost, mut unrecovered) = (0, 0, 0, 0, 0, 0);
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
     let mut seed = args.seed;
     while started.elapsed() < total {
         let remaining = total.saturating_sub(started.elapsed());
         let cfg = ChaosConfig {
-            cluster: ClusterOptions {
-                network,
-                nodes: args.nodes,
-                ..ClusterOptions::new(&binary, args.nodes)
-            },
+            cluster: ClusterOptions { network, nodes: args.nodes, ..ClusterOptions::new(&binary, args.nodes) },
             workload: WorkloadConfig {
                 clients: args.clients,
                 key_prefix: format!("chaos{seed}"),
@@ -110,10 +103,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             limits: Limits::default(),
         };
         let report = chaos::run(&cfg).await.context("chaos experiment")?;
-        println!(
-            "=== experiment {} (seed {seed}) ===\n{report}",
-            histories + 1
-        );
+        println!("=== experiment {} (seed {seed}) ===\n{report}", histories + 1);
         histories += 1;
         ops += report.stats.ok + report.stats.fail + report.stats.unknown;
         violations += report.check.violations().count();
@@ -126,11 +116,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed += 1;
     }
     let total_faults: usize = faults.values().sum();
-    println!(
-        "=== summary ({:.1} min, {network:?}, {} nodes) ===",
-        started.elapsed().as_secs_f64() / 60.0,
-        args.nodes
-    );
+    println!("=== summary ({:.1} min, {network:?}, {} nodes) ===", started.elapsed().as_secs_f64() / 60.0, args.nodes);
     println!("histories checked:        {histories}");
     println!("operations:               {ops}");
     println!("faults injected:          {total_faults} {faults:?}");
@@ -138,9 +124,5 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("lost/phantom writes:      {lost}");
     println!("faults without recovery:  {unrecovered}");
     let clean = violations == 0 && undecided == 0 && lost == 0 && unrecovered == 0;
-    Ok(if clean {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -170,11 +170,7 @@ fn free_ports() -> std::io::Result<[u16; 3]> {
         std::net::TcpListener::bind("127.0.0.1:0")?,
         std::net::TcpListener::bind("127.0.0.1:0")?,
     ];
-    Ok([
-        ls[0].local_addr()?.port(),
-        ls[1].local_addr()?.port(),
-        ls[2].local_addr()?.port(),
-    ])
+    Ok([ls[0].local_addr()?.port(), ls[1].local_addr()?.port(), ls[2].local_addr()?.port()])
 }
 
 impl TestCluster {
@@ -200,18 +196,10 @@ impl TestCluster {
             Network::Loopback => None,
             Network::Namespaces => Some(NetLab::create(0)?),
         };
-        let dir = tempfile::Builder::new()
-            .prefix("seshat-cluster-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("seshat-cluster-").tempdir()?;
         let admin = AdminClient::new("127.0.0.1:1", opts.admin_token.clone())
             .with_timeouts(Duration::from_secs(2), Duration::from_secs(30));
-        let mut c = Self {
-            nodes: Vec::new(),
-            lab,
-            admin,
-            opts,
-            dir,
-        };
+        let mut c = Self { nodes: Vec::new(), lab, admin, opts, dir };
         for _ in 0..c.opts.nodes {
             c.add_node_slot()?;
         }
@@ -269,16 +257,7 @@ impl TestCluster {
         let data_dir = self.dir.path().join(format!("node-{index}"));
         std::fs::create_dir_all(&data_dir)?;
         let log = self.dir.path().join(format!("node-{index}.log"));
-        self.nodes.push(Node {
-            index,
-            addr,
-            data_dir,
-            node_id: None,
-            listen,
-            log,
-            process: None,
-            retired: false,
-        });
+        self.nodes.push(Node { index, addr, data_dir, node_id: None, listen, log, process: None, retired: false });
         Ok(index)
     }
 
@@ -290,12 +269,7 @@ impl TestCluster {
             None => Command::new(&self.opts.binary),
             Some(lab) => lab.command(i, &self.opts.binary),
         };
-        let host = node
-            .addr
-            .resp_addr
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or_default();
+        let host = node.addr.resp_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or_default();
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -304,10 +278,7 @@ impl TestCluster {
             .args(["--raft-addr", &node.listen.2])
             .args(["--advertise-host", host])
             .args(&self.opts.extra_args)
-            .env(
-                "RUST_LOG",
-                std::env::var("SESHAT_NODE_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            .env("RUST_LOG", std::env::var("SESHAT_NODE_LOG").unwrap_or_else(|_| "info".into()));
         if let Some(t) = &self.opts.admin_token {
             cmd.args(["--admin-token", t]);
         }
@@ -339,10 +310,7 @@ impl TestCluster {
 
     /// RESP addresses of every node.
     pub fn resp_addrs(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .map(|n| n.addr.resp_addr.clone())
-            .collect()
+        self.nodes.iter().map(|n| n.addr.resp_addr.clone()).collect()
     }
 
     /// The network lab, when in namespace mode.
@@ -403,9 +371,7 @@ impl TestCluster {
                 return Ok(None);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(ClusterError::Timeout(format!(
-                    "node {i} neither up nor exited"
-                )));
+                return Err(ClusterError::Timeout(format!("node {i} neither up nor exited")));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -433,9 +399,7 @@ impl TestCluster {
     pub fn partition(&self, groups: &[Vec<usize>]) -> Result<(), ClusterError> {
         match &self.lab {
             Some(lab) => Ok(lab.partition(groups)?),
-            None => Err(ClusterError::Unsupported(
-                "partitions need Network::Namespaces".into(),
-            )),
+            None => Err(ClusterError::Unsupported("partitions need Network::Namespaces".into())),
         }
     }
 
@@ -467,14 +431,7 @@ impl TestCluster {
     pub fn log_tails(&self, lines: usize) -> String {
         self.nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "==== node {} ({}) ====\n{}\n",
-                    n.index,
-                    n.addr.resp_addr,
-                    tail(&n.log, lines)
-                )
-            })
+            .map(|n| format!("==== node {} ({}) ====\n{}\n", n.index, n.addr.resp_addr, tail(&n.log, lines)))
             .collect()
     }
 

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use seshat_control::api::{
-    AddLearnerRequest, ClusterStatus, InitRequest, NodeId, Role, SetMembershipRequest,
-    TransferLeaderRequest,
+    AddLearnerRequest, ClusterStatus, InitRequest, NodeId, Role, SetMembershipRequest, TransferLeaderRequest,
 };
 use seshat_control::client::{AdminClient, ClientError};
 
@@ -17,10 +16,7 @@ impl TestCluster {
     /// Wait until node `i` answers `/healthz` and record its Raft id.
     pub async fn wait_up(&mut self, i: usize, timeout: Duration) -> Result<NodeId, ClusterError> {
         let admin = self.admin(i);
-        let status = poll(timeout, &format!("node {i} /cluster"), || async {
-            admin.cluster().await.ok()
-        })
-        .await?;
+        let status = poll(timeout, &format!("node {i} /cluster"), || async { admin.cluster().await.ok() }).await?;
         self.nodes[i].node_id = Some(status.node_id);
         Ok(status.node_id)
     }
@@ -43,20 +39,12 @@ impl TestCluster {
 
     /// `GET /cluster` of every running, unpaused node (unreachable ones omitted).
     pub async fn statuses(&self) -> Vec<(usize, ClusterStatus)> {
-        let futs = self
-            .nodes
-            .iter()
-            .filter(|n| n.is_running() && !n.is_paused())
-            .map(|n| {
-                let a = self.admin(n.index);
-                let i = n.index;
-                async move { (i, a.cluster().await) }
-            });
-        futures::future::join_all(futs)
-            .await
-            .into_iter()
-            .filter_map(|(i, r)| r.ok().map(|s| (i, s)))
-            .collect()
+        let futs = self.nodes.iter().filter(|n| n.is_running() && !n.is_paused()).map(|n| {
+            let a = self.admin(n.index);
+            let i = n.index;
+            async move { (i, a.cluster().await) }
+        });
+        futures::future::join_all(futs).await.into_iter().filter_map(|(i, r)| r.ok().map(|s| (i, s))).collect()
     }
 
     /// The node that reports itself leader with the highest term, if any.
@@ -81,11 +69,7 @@ impl TestCluster {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let st = self.statuses().await;
-            let running = self
-                .nodes
-                .iter()
-                .filter(|n| n.is_running() && !n.is_paused())
-                .count();
+            let running = self.nodes.iter().filter(|n| n.is_running() && !n.is_paused()).count();
             if let Some((_, leader)) = st.iter().find(|(_, s)| s.role == Role::Leader) {
                 let ok = st.len() == running
                     && st.iter().all(|(_, s)| {
@@ -143,9 +127,7 @@ impl TestCluster {
             let err = match self.leader().await {
                 Some(l) => match f(self.admin(l)).await {
                     Ok(v) => return Ok(v),
-                    Err(e @ (ClientError::Unauthorized { .. } | ClientError::Decode { .. })) => {
-                        return Err(e.into())
-                    }
+                    Err(e @ (ClientError::Unauthorized { .. } | ClientError::Decode { .. })) => return Err(e.into()),
                     Err(e) => e.to_string(),
                 },
                 None => "no leader".into(),
@@ -164,11 +146,7 @@ impl TestCluster {
             Some(id) => id,
             None => self.wait_up(i, Duration::from_secs(30)).await?,
         };
-        let req = AddLearnerRequest {
-            node_id: id,
-            addr: self.nodes[i].addr.clone(),
-            blocking: true,
-        };
+        let req = AddLearnerRequest { node_id: id, addr: self.nodes[i].addr.clone(), blocking: true };
         self.on_leader("add learner", |a| {
             let req = req.clone();
             async move { a.add_learner(&req).await }
@@ -179,15 +157,8 @@ impl TestCluster {
 
     /// Make exactly the nodes `voters` (by index) the voter set; others leave.
     pub async fn set_voters(&self, voters: &[usize]) -> Result<(), ClusterError> {
-        let ids: Vec<NodeId> = voters
-            .iter()
-            .map(|&i| self.nodes[i].node_id.expect("voter has a known id"))
-            .collect();
-        let req = SetMembershipRequest {
-            voters: ids,
-            retain: false,
-            remove_learners: Vec::new(),
-        };
+        let ids: Vec<NodeId> = voters.iter().map(|&i| self.nodes[i].node_id.expect("voter has a known id")).collect();
+        let req = SetMembershipRequest { voters: ids, retain: false, remove_learners: Vec::new() };
         self.on_leader("set membership", |a| {
             let req = req.clone();
             async move { a.set_membership(&req).await }
@@ -200,19 +171,12 @@ impl TestCluster {
     pub async fn voters(&self) -> Result<Vec<usize>, ClusterError> {
         let l = self.wait_for_leader(Duration::from_secs(30)).await?;
         let st = self.admin(l).cluster().await?;
-        Ok(st
-            .membership
-            .voters
-            .iter()
-            .filter_map(|m| self.index_of(m.id))
-            .collect())
+        Ok(st.membership.voters.iter().filter_map(|m| self.index_of(m.id)).collect())
     }
 
     /// Ask the leader to hand leadership to node `to` (or any, when `None`).
     pub async fn transfer_leader(&self, to: Option<usize>) -> Result<(), ClusterError> {
-        let req = TransferLeaderRequest {
-            to: to.and_then(|i| self.nodes[i].node_id),
-        };
+        let req = TransferLeaderRequest { to: to.and_then(|i| self.nodes[i].node_id) };
         self.on_leader("transfer leader", |a| {
             let req = req.clone();
             async move { a.transfer_leader(&req).await }
