@@ -20,10 +20,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
 }
 
 /// Serves [`router`] on `addr` until `shutdown` resolves.

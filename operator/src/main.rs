@@ -28,7 +28,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the SeshatCluster CRD as YAML.
-    Crd,
+    Crd {
+        /// Leave out the CEL rules (`x-kubernetes-validations`) for Kubernetes < 1.25,
+        /// whose OpenAPI rejects the field in `kubectl apply` and server-side apply.
+        #[arg(long)]
+        without_cel: bool,
+    },
     /// Run the operator.
     Run(RunArgs),
 }
@@ -79,8 +84,8 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", crd::crd_yaml());
+        Command::Crd { without_cel } => {
+            print!("{}", if without_cel { crd::crd_yaml_without_cel() } else { crd::crd_yaml() });
             Ok(())
         }
         Command::Run(args) => run(args).await,
@@ -129,7 +134,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(http::serve(args.metrics_addr, metrics.clone(), stopped()));
 
-    let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(identity.clone()) });
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(identity.clone()) });
     let config = Config {
         cluster_domain: args.cluster_domain.clone(),
         pdb_api,

@@ -52,11 +52,7 @@ impl Metrics {
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         registry.register("reconciles", "Reconciliations of SeshatClusters by result", reconciles.clone());
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register(
-            "reconcile_duration_seconds",
-            "Wall time of one reconciliation",
-            reconcile_duration.clone(),
-        );
+        registry.register("reconcile_duration_seconds", "Wall time of one reconciliation", reconcile_duration.clone());
         let actions = Family::<ActionLabels, Counter>::default();
         registry.register("actions", "Planner actions executed, by kind and result", actions.clone());
         let leader = Gauge::default();

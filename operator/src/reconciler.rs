@@ -17,10 +17,10 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
 use seshat_control::client::AdminClient;
 use seshat_control::driver::{Driver, DriverError};
 use seshat_control::planner::{self, Action, Desired, Observed, Plan, VolumePolicy, DEFAULT_MAX_LAG};
-use serde_json::json;
 
 use crate::apply::{api_resource, apply, apply_dynamic, delete_ignore_missing, patch_params};
 use crate::crd::{RetentionPolicy, SeshatCluster};
@@ -213,7 +213,11 @@ async fn converge(cluster: &SeshatCluster, ctx: &Context) -> Result<Requeue, Err
         max_lag: DEFAULT_MAX_LAG,
     };
     let plan = planner::plan(&desired, &observed);
-    tracing::info!(cluster = %key(cluster), action = %plan.action, phase = ?plan.phase, "planned");
+    if is_change(&plan.action) || matches!(plan.action, Action::Degraded { .. }) {
+        tracing::info!(cluster = %key(cluster), action = %plan.action, phase = ?plan.phase, "planned");
+    } else {
+        tracing::debug!(cluster = %key(cluster), action = %plan.action, phase = ?plan.phase, "planned");
+    }
 
     // 4. Execute it.
     let outcome = run_action(cluster, ctx, &plan, &observed, &driver).await;
@@ -258,8 +262,12 @@ async fn run_action(
     driver: &Driver<KubeWorkload<'_>>,
 ) -> Result<(), DriverError> {
     let reason = plan.action.action_reason();
+    // The Event's `action` is the concrete step ("add ordinal 2 (node 7) as learner"), not
+    // just its kind: the recorder folds Events with equal (reason, action) into one
+    // series and keeps the first note, which would hide every step after the first.
+    let step: String = plan.action.to_string().chars().take(128).collect();
     if let Action::Degraded { reason: why } = &plan.action {
-        ctx.event(cluster, EventType::Warning, reason, plan.action.kind(), why.clone()).await;
+        ctx.event(cluster, EventType::Warning, reason, &step, why.clone()).await;
     }
     if !is_change(&plan.action) {
         return Ok(());
@@ -267,10 +275,10 @@ async fn run_action(
     let result = driver.execute(plan, observed).await;
     ctx.metrics.observe_action(plan.action.kind(), result.is_ok());
     match &result {
-        Ok(()) => ctx.event(cluster, EventType::Normal, reason, plan.action.kind(), plan.action.to_string()).await,
+        Ok(()) => ctx.event(cluster, EventType::Normal, reason, &step, plan.action.to_string()).await,
         Err(e) => {
             let note = format!("{} failed: {e}", plan.action);
-            ctx.event(cluster, EventType::Warning, &format!("{reason}Failed"), plan.action.kind(), note).await
+            ctx.event(cluster, EventType::Warning, &format!("{reason}Failed"), &step, note).await
         }
     }
     result

@@ -63,10 +63,8 @@ pub async fn ensure(secrets: &Api<Secret>, owner: &Owner<'_>) -> Result<AdminTok
             }
         }
     };
-    let token = read_key(&secret, &source.key).ok_or_else(|| TokenError::MissingKey {
-        secret: source.secret.clone(),
-        key: source.key.clone(),
-    })?;
+    let token = read_key(&secret, &source.key)
+        .ok_or_else(|| TokenError::MissingKey { secret: source.secret.clone(), key: source.key.clone() })?;
     Ok(AdminToken { source, token })
 }
 

@@ -61,7 +61,8 @@ pub fn build(
         })
         .collect();
 
-    let leader = view.leader.as_ref().map(|l| LeaderStatus { pod: names.pod(l.ordinal), node_id: l.node_id.to_string() });
+    let leader =
+        view.leader.as_ref().map(|l| LeaderStatus { pod: names.pod(l.ordinal), node_id: l.node_id.to_string() });
 
     let phase = match plan.phase {
         _ if action_error.is_some() => Phase::Degraded,
@@ -83,9 +84,25 @@ pub fn build(
     let progressing = plan.action != Action::Done;
     let degraded = phase == Phase::Degraded;
     let conditions = vec![
-        condition(&previous, AVAILABLE, available, if available { "LeaderElected" } else { "NoLeader" }, &explain, generation, now),
+        condition(
+            &previous,
+            AVAILABLE,
+            available,
+            if available { "LeaderElected" } else { "NoLeader" },
+            &explain,
+            generation,
+            now,
+        ),
         condition(&previous, PROGRESSING, progressing, plan.action_reason(), &explain, generation, now),
-        condition(&previous, DEGRADED, degraded, if degraded { "Degraded" } else { "Healthy" }, &explain, generation, now),
+        condition(
+            &previous,
+            DEGRADED,
+            degraded,
+            if degraded { "Degraded" } else { "Healthy" },
+            &explain,
+            generation,
+            now,
+        ),
     ];
 
     SeshatClusterStatus {
@@ -239,7 +256,10 @@ mod tests {
         assert_eq!(s.members[1].role, "leader");
         assert_eq!(s.observed_generation, Some(4));
         let by_type = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().status.clone();
-        assert_eq!((by_type(AVAILABLE), by_type(PROGRESSING), by_type(DEGRADED)), ("True".into(), "False".into(), "False".into()));
+        assert_eq!(
+            (by_type(AVAILABLE), by_type(PROGRESSING), by_type(DEGRADED)),
+            ("True".into(), "False".into(), "False".into())
+        );
     }
 
     #[test]

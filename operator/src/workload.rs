@@ -73,7 +73,8 @@ impl<'a> KubeWorkload<'a> {
         let names = &self.owner.names;
         let selector = ListParams::default().labels(&names.selector_string());
         let pods = Api::<Pod>::namespaced(self.client.clone(), self.ns()).list(&selector).await?.items;
-        let pvcs = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), self.ns()).list(&selector).await?.items;
+        let pvcs =
+            Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), self.ns()).list(&selector).await?.items;
         let revision = observe::desired_revision(Some(&self.sts));
         let replicas = self.sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let state = observe::build(&Snapshot {

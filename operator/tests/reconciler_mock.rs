@@ -73,18 +73,27 @@ fn cluster(finalizer: bool, deleting: bool, spec: Value) -> SeshatCluster {
     if deleting {
         meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
     }
-    serde_json::from_value(json!({"apiVersion": "seshat.io/v1alpha1", "kind": "SeshatCluster", "metadata": meta, "spec": spec}))
-        .expect("valid SeshatCluster")
+    serde_json::from_value(
+        json!({"apiVersion": "seshat.io/v1alpha1", "kind": "SeshatCluster", "metadata": meta, "spec": spec}),
+    )
+    .expect("valid SeshatCluster")
 }
 
 fn context() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "seshat-operator".into(), instance: Some("op-0".into()) });
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "seshat-operator".into(), instance: Some("op-0".into()) });
     // Pods in these tests have unresolvable DNS names: fail their probes fast.
     let config = Config { node_timeout: Duration::from_millis(300), ..Config::default() };
     let ctx = Context::new(client, recorder, Arc::new(Metrics::new()), config);
     (Arc::new(ctx), handle)
+}
+
+/// The reconcile's result; a reconcile blocked on a request nobody answers fails
+/// here instead of hanging the test.
+async fn finish<T>(run: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), run).await.expect("reconcile ends").expect("join")
 }
 
 fn assert_owned(obj: &Value) {
@@ -114,7 +123,7 @@ async fn new_cluster_gets_the_finalizer_first() {
     let patched = serde_json::to_value(cluster(true, false, json!({"image": "seshat:1"}))).unwrap();
     seen.reply(StatusCode::OK, &patched);
 
-    run.await.expect("join").expect("reconcile succeeds");
+    finish(run).await.expect("reconcile succeeds");
 }
 
 #[tokio::test]
@@ -188,7 +197,8 @@ async fn creating_cluster_applies_every_object_scales_and_reports() {
     assert_eq!(token["valueFrom"]["secretKeyRef"], json!({"name": "demo-admin", "key": "token"}));
     let pod_name = env.iter().position(|e| e["name"] == "POD_NAME").expect("POD_NAME env");
     assert_eq!(env[pod_name]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
-    let ports: Vec<_> = c["ports"].as_array().unwrap().iter().map(|p| (p["name"].clone(), p["containerPort"].clone())).collect();
+    let ports: Vec<_> =
+        c["ports"].as_array().unwrap().iter().map(|p| (p["name"].clone(), p["containerPort"].clone())).collect();
     assert_eq!(ports, [(json!("resp"), json!(6379)), (json!("http"), json!(8080)), (json!("raft"), json!(7379))]);
     assert_eq!(sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "1Gi");
     seen.echo();
@@ -198,7 +208,10 @@ async fn creating_cluster_applies_every_object_scales_and_reports() {
     assert!(seen.query.contains("labelSelector="), "{}", seen.query);
     seen.reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
     let seen = next(&mut api, Method::GET, "/api/v1/namespaces/prod/persistentvolumeclaims").await;
-    seen.reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []}));
+    seen.reply(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []}),
+    );
 
     // The planner's one step: grow the workload, with an Event.
     let seen = next(&mut api, Method::PATCH, "/apis/apps/v1/namespaces/prod/statefulsets/demo").await;
@@ -215,14 +228,16 @@ async fn creating_cluster_applies_every_object_scales_and_reports() {
     seen.echo();
 
     // Status.
-    let seen = next(&mut api, Method::PATCH, "/apis/seshat.io/v1alpha1/namespaces/prod/seshatclusters/demo/status").await;
+    let seen =
+        next(&mut api, Method::PATCH, "/apis/seshat.io/v1alpha1/namespaces/prod/seshatclusters/demo/status").await;
     let status = &seen.body["status"];
     assert_eq!(status["phase"], "Pending");
     assert_eq!(status["ready"], "0/3");
     assert_eq!(status["readyReplicas"], 0);
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["leader"], Value::Null, "no leader yet: field removed by the merge patch");
-    let types: Vec<_> = status["conditions"].as_array().unwrap().iter().map(|c| (c["type"].clone(), c["status"].clone())).collect();
+    let types: Vec<_> =
+        status["conditions"].as_array().unwrap().iter().map(|c| (c["type"].clone(), c["status"].clone())).collect();
     assert_eq!(
         types,
         [
@@ -235,8 +250,8 @@ async fn creating_cluster_applies_every_object_scales_and_reports() {
     echoed["status"] = status.clone();
     seen.reply(StatusCode::OK, &echoed);
 
-    let action = tokio::time::timeout(Duration::from_secs(10), run).await.expect("reconcile ends").expect("join");
-    assert_eq!(action.expect("reconcile succeeds"), kube::runtime::controller::Action::requeue(Duration::from_secs(2)));
+    let action = finish(run).await.expect("reconcile succeeds");
+    assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(2)));
     assert!(ctx.metrics.render().contains("seshat_operator_actions_total{action=\"scale_workload\",result=\"ok\"} 1"));
 }
 
@@ -248,7 +263,10 @@ async fn disabled_pdb_is_not_applied() {
 
     // The user's Secret is read, never created.
     let seen = next(&mut api, Method::GET, "/api/v1/namespaces/prod/secrets/mine").await;
-    seen.reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mine"}, "data": {"token": "czNjcjN0"}}));
+    seen.reply(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mine"}, "data": {"token": "czNjcjN0"}}),
+    );
     for path in ["configmaps/demo-config", "services/demo-headless", "services/demo", "services/demo-leader"] {
         next(&mut api, Method::PATCH, &format!("/api/v1/namespaces/prod/{path}")).await.echo();
     }
@@ -266,17 +284,25 @@ async fn disabled_pdb_is_not_applied() {
     let pods: Vec<Value> = (0..3)
         .map(|i| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{i}"), "namespace": NS, "uid": format!("u{i}")}}))
         .collect();
-    next(&mut api, Method::GET, "/api/v1/namespaces/prod/pods").await.reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}));
-    next(&mut api, Method::GET, "/api/v1/namespaces/prod/persistentvolumeclaims").await.reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []}));
+    next(&mut api, Method::GET, "/api/v1/namespaces/prod/pods")
+        .await
+        .reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}));
+    next(&mut api, Method::GET, "/api/v1/namespaces/prod/persistentvolumeclaims").await.reply(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": []}),
+    );
     // The pods' DNS names do not resolve here: they are unreachable, so the planner waits.
-    let seen = next(&mut api, Method::PATCH, "/apis/seshat.io/v1alpha1/namespaces/prod/seshatclusters/demo/status").await;
+    let seen =
+        next(&mut api, Method::PATCH, "/apis/seshat.io/v1alpha1/namespaces/prod/seshatclusters/demo/status").await;
     assert_eq!(seen.body["status"]["phase"], "Pending");
     assert_eq!(seen.body["status"]["replicas"], 3);
     let members = seen.body["status"]["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m["role"] == "unknown" && m["healthy"] == false));
-    seen.echo();
-    let action = run.await.expect("join").expect("reconcile succeeds");
+    let mut echoed = serde_json::to_value(cluster(true, false, json!({"image": "seshat:1"}))).unwrap();
+    echoed["status"] = seen.body["status"].clone();
+    seen.reply(StatusCode::OK, &echoed);
+    let action = finish(run).await.expect("reconcile succeeds");
     assert_eq!(action, kube::runtime::controller::Action::requeue(Duration::from_secs(5)));
 }
 
@@ -290,10 +316,20 @@ async fn deleting_cluster_deletes_pvcs_and_removes_the_finalizer() {
         .map(|i| json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": format!("data-demo-{i}"), "namespace": NS}}))
         .collect();
     let seen = next(&mut api, Method::GET, "/api/v1/namespaces/prod/persistentvolumeclaims").await;
-    assert!(seen.query.contains("app.kubernetes.io%2Finstance%3Ddemo") || seen.query.contains("app.kubernetes.io/instance=demo"), "{}", seen.query);
-    seen.reply(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": pvcs}));
+    assert!(
+        seen.query.contains("app.kubernetes.io%2Finstance%3Ddemo")
+            || seen.query.contains("app.kubernetes.io/instance=demo"),
+        "{}",
+        seen.query
+    );
+    seen.reply(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {}, "items": pvcs}),
+    );
     for i in 0..2 {
-        let seen = next(&mut api, Method::DELETE, &format!("/api/v1/namespaces/prod/persistentvolumeclaims/data-demo-{i}")).await;
+        let seen =
+            next(&mut api, Method::DELETE, &format!("/api/v1/namespaces/prod/persistentvolumeclaims/data-demo-{i}"))
+                .await;
         let gone = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": format!("data-demo-{i}")}});
         seen.reply(StatusCode::OK, &gone);
     }
@@ -304,12 +340,17 @@ async fn deleting_cluster_deletes_pvcs_and_removes_the_finalizer() {
 
     let seen = next(&mut api, Method::PATCH, "/apis/seshat.io/v1alpha1/namespaces/prod/seshatclusters/demo").await;
     let ops = seen.body.as_array().expect("JSON patch");
-    assert!(ops.iter().any(|op| op["op"] == "test" && op["path"] == "/metadata/finalizers/0" && op["value"] == "seshat.io/cleanup"), "{ops:?}");
+    assert!(
+        ops.iter().any(|op| op["op"] == "test"
+            && op["path"] == "/metadata/finalizers/0"
+            && op["value"] == "seshat.io/cleanup"),
+        "{ops:?}"
+    );
     assert!(ops.iter().any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"), "{ops:?}");
     let done = serde_json::to_value(cluster(false, true, json!({"image": "seshat:1"}))).unwrap();
     seen.reply(StatusCode::OK, &done);
 
-    run.await.expect("join").expect("cleanup succeeds");
+    finish(run).await.expect("cleanup succeeds");
 }
 
 #[tokio::test]
@@ -320,13 +361,16 @@ async fn retained_pvcs_are_left_alone_on_delete() {
     assert!(seen.body["note"].as_str().unwrap().contains("Retain"));
     seen.echo();
     let seen = next(&mut api, Method::PATCH, "/apis/seshat.io/v1alpha1/namespaces/prod/seshatclusters/demo").await;
-    seen.echo();
-    run.await.expect("join").expect("cleanup succeeds");
+    let done = serde_json::to_value(cluster(false, true, json!({"image": "seshat:1"}))).unwrap();
+    seen.reply(StatusCode::OK, &done);
+    finish(run).await.expect("cleanup succeeds");
 }
 
 #[test]
 fn spec_defaults_match_the_example() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/examples/seshat-cluster.yaml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/examples/seshat-cluster.yaml"))
+            .unwrap();
     let obj: SeshatCluster = serde_norway::from_str(&example).expect("example parses as a SeshatCluster");
     let spec: &SeshatClusterSpec = &obj.spec;
     assert_eq!(spec.replicas, 3);

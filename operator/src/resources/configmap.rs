@@ -26,11 +26,7 @@ pub fn data(owner: &Owner<'_>) -> BTreeMap<String, String> {
 
 /// The ConfigMap `<name>-config`.
 pub fn build(owner: &Owner<'_>) -> ConfigMap {
-    ConfigMap {
-        metadata: owner.meta(owner.names.config_map()),
-        data: Some(data(owner)),
-        ..ConfigMap::default()
-    }
+    ConfigMap { metadata: owner.meta(owner.names.config_map()), data: Some(data(owner)), ..ConfigMap::default() }
 }
 
 /// Hash of the settings, put on the pod template so a change produces a new

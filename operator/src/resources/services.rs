@@ -65,10 +65,7 @@ pub fn leader(owner: &Owner<'_>) -> Service {
         metadata: owner.meta(owner.names.leader_service()),
         spec: Some(ServiceSpec {
             selector: Some(selector),
-            ports: Some(vec![
-                port("resp", owner.cluster.spec.service.port, "resp"),
-                port("http", HTTP_PORT, "http"),
-            ]),
+            ports: Some(vec![port("resp", owner.cluster.spec.service.port, "resp"), port("http", HTTP_PORT, "http")]),
             ..ServiceSpec::default()
         }),
         ..Service::default()

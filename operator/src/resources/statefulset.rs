@@ -9,19 +9,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{configmap, Owner};
-use crate::naming::{
-    CONFIG_HASH_ANNOTATION, DATA_DIR, DATA_MOUNT, DATA_VOLUME, HTTP_PORT, RAFT_PORT, RESP_PORT,
-};
+use crate::naming::{CONFIG_HASH_ANNOTATION, DATA_DIR, DATA_MOUNT, DATA_VOLUME, HTTP_PORT, RAFT_PORT, RESP_PORT};
 
 /// Non-root uid/gid of the server (the distroless "nonroot" convention).
 pub const RUN_AS: i64 = 65532;
@@ -93,11 +90,8 @@ fn volume_claim(owner: &Owner<'_>) -> PersistentVolumeClaim {
 
 fn pod_spec(owner: &Owner<'_>, token: &TokenSource) -> PodSpec {
     let overrides = owner.cluster.spec.pod_template.clone().unwrap_or_default();
-    let mut volumes = vec![Volume {
-        name: "tmp".into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }];
+    let mut volumes =
+        vec![Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }];
     if let Some(tls) = &owner.cluster.spec.tls {
         volumes.push(Volume {
             name: "tls".into(),
