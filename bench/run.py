@@ -3,18 +3,21 @@
 persistence, and a 3-member etcd, started one at a time on this machine on free
 loopback ports, driven with the same concurrency and value size.
 
-  python3 bench/run.py --smoke   # seconds-scale: every system, every phase, tiny
-  python3 bench/run.py --full    # the real numbers (about 15 minutes)
+  python3 bench/run.py --smoke       # seconds: every system and phase, tiny runs
+  python3 bench/run.py --full        # the real numbers (about 15 minutes)
+  python3 bench/run.py --render DIR  # rewrite DIR's report from its results.json
 
 Writes bench/results/<timestamp>/{results.md,results.json,throughput.png} and,
-for --full, bench/results/latest.{md,png}. Exits non-zero if any system fails to
-start or any benchmark errors. Every process it starts is killed on exit,
-including on Ctrl-C, SIGTERM and exceptions. See bench/README.md.
+after a complete full run without errors, bench/results/latest.{md,png}. Exits
+non-zero if any system fails to start or any benchmark errors. Every process it
+starts is killed on exit, including on Ctrl-C, SIGTERM, exceptions and (through
+PR_SET_PDEATHSIG) the harness being SIGKILLed. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import signal
@@ -38,6 +41,9 @@ from harness.systems import Etcd, Redis, Seshat, System  # noqa: E402
 
 @dataclass
 class Preset:
+    """How much to measure: client counts of the sweep, rounds, seconds per run
+    (0: fixed `requests` per run), key space, failover trials, keys for memory."""
+
     clients: list[int]
     reps: int
     seconds: float
@@ -74,6 +80,7 @@ PRESETS = {
 VALUE_SIZE = 32
 PIPELINE_CLIENTS, PIPELINE_DEPTH = 50, 16
 FAILOVER_LOAD_CLIENTS = 20
+PHASES = ["throughput", "failover", "memory"]
 
 
 def log(msg: str) -> None:
@@ -95,6 +102,12 @@ def parse_args() -> argparse.Namespace:
     mode.add_argument(
         "--full", action="store_const", dest="mode", const="full", help="the real measurement"
     )
+    mode.add_argument(
+        "--render",
+        type=Path,
+        metavar="DIR",
+        help="only rewrite the report files of results DIR from its results.json",
+    )
     ap.add_argument(
         "--systems", default=",".join(report.SYSTEMS), help="comma-separated subset of: %(default)s"
     )
@@ -109,8 +122,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--clients", help="client counts of the sweep, e.g. 1,10,50,200")
     ap.add_argument("--failover-trials", type=int)
     ap.add_argument("--memory-keys", type=int)
-    ap.add_argument("--no-failover", action="store_true")
-    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help="comma-separated subset of: %(default)s (failover runs on seshat only)",
+    )
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
     ap.add_argument(
         "--no-latest", action="store_true", help="full mode: do not update results/latest.{md,png}"
@@ -142,10 +158,11 @@ def preset_from(args: argparse.Namespace) -> Preset:
     return p
 
 
-def workloads(p: Preset) -> list[Workload]:
-    ws = [Workload("set", c) for c in p.clients]
+def workloads_for(clients: list[int]) -> list[Workload]:
+    """SET at each client count, SET with pipelining, GET at each client count."""
+    ws = [Workload("set", c) for c in clients]
     ws.append(Workload("set", PIPELINE_CLIENTS, PIPELINE_DEPTH))
-    ws += [Workload("get", c) for c in p.clients]
+    ws += [Workload("get", c) for c in clients]
     return ws
 
 
@@ -191,7 +208,7 @@ def make_system(name: str, workdir: Path, seshat_bin: Path) -> System:
 
 def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -> None:
     plan = throughput.Plan(
-        workloads=workloads(p),
+        workloads=workloads_for(p.clients),
         reps=p.reps,
         seconds=p.seconds,
         requests=p.requests,
@@ -200,26 +217,50 @@ def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -
         value_size=VALUE_SIZE,
     )
     errors: list[str] = results["errors"]
-    for name in systems:
-        log(f"\n== {name}: {report.DESCRIPTIONS[name]}")
-        sys_ = make_system(name, workdir, args.seshat_bin)
-        try:
-            t0 = time.monotonic()
-            sys_.start_retrying()
-            results["versions"][name] = sys_.version()
-            log(f"  started in {time.monotonic() - t0:.1f}s ({results['versions'][name]})")
-            results["throughput"][name] = throughput.measure(sys_, plan, log)
-            if name == "seshat" and not args.no_failover:
-                log("  failover:")
-                results["failover"] = failover.measure(
-                    sys_, p.failover_trials, FAILOVER_LOAD_CLIENTS, log
+    failed: set[str] = set()
+    sizes: dict[str, dict[Workload, int]] = {}
+    runs: dict[str, dict[Workload, list]] = {}
+    # Rounds over systems, each started afresh per round: this machine is shared,
+    # and a slow minute then costs every system one sample, not one system all.
+    for rnd in range(1, p.reps + 1):
+        for name in systems:
+            want_tp = "throughput" in args.phases
+            want_fo = name == "seshat" and "failover" in args.phases and rnd == p.reps
+            if name in failed or not (want_tp or want_fo):
+                continue
+            log(f"\n== {name}, round {rnd}/{p.reps}: {report.DESCRIPTIONS[name]}")
+            sys_ = make_system(name, workdir / f"round-{rnd}", args.seshat_bin)
+            try:
+                t0 = time.monotonic()
+                sys_.start_retrying()
+                results["versions"][name] = sys_.version()
+                load = machine.loadavg()
+                results["loadavg"].setdefault(name, []).append(load)
+                log(
+                    f"  started in {time.monotonic() - t0:.1f}s ({results['versions'][name]}); "
+                    f"load average {load}"
                 )
-        except Exception as e:
-            errors.append(f"{name}: {e}")
-            log(f"  FAILED: {e}\n{traceback.format_exc()}")
-        finally:
-            sys_.stop()
-    if args.no_memory:
+                if want_tp:
+                    throughput.preload(sys_, plan, log)
+                    if name not in sizes:
+                        sizes[name] = throughput.sizes_for(sys_, plan)
+                    got = throughput.run_round(sys_, plan, sizes[name], f"round {rnd}", log)
+                    for w, r in got.items():
+                        runs.setdefault(name, {}).setdefault(w, []).append(r)
+                if want_fo:
+                    log("  failover:")
+                    results["failover"] = failover.measure(
+                        sys_, p.failover_trials, FAILOVER_LOAD_CLIENTS, log
+                    )
+            except Exception as e:
+                failed.add(name)
+                errors.append(f"{name}: {e}")
+                log(f"  FAILED: {e}\n{traceback.format_exc()}")
+            finally:
+                sys_.stop()
+    for name, by_workload in runs.items():
+        results["throughput"][name] = throughput.summarize(by_workload)
+    if "memory" not in args.phases:
         return
     for name, fn in [("seshat", memory.seshat_memory), ("redis-nopersist", memory.redis_memory)]:
         if name not in systems:
@@ -237,26 +278,39 @@ def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -
             sys_.stop()
 
 
-def write_results(args, p: Preset, results: dict, out: Path) -> None:
-    labels = [w.label for w in workloads(p)]
+def write_results(results: dict, out: Path, results_dir: Path, latest: bool) -> None:
+    """results.{json,md} and throughput.png in `out`; with `latest`, also
+    results_dir/latest.{md,png} when the run was a complete, clean full run
+    (latest.* is what the README shows)."""
+    meta = results["meta"]
+    labels = [w.label for w in workloads_for(meta["clients"])]
     out.mkdir(parents=True, exist_ok=True)
     png = out / "throughput.png"
     report.plot(results, png)
     report.write_json(results, out / "results.json")
-    md = report.markdown(results, labels, png.name)
-    (out / "results.md").write_text(md)
+    (out / "results.md").write_text(report.markdown(results, labels, png.name))
     log("\n" + report.main_table(results, labels))
     extra = report.other_lines(results)
     if extra:
         log("\n" + extra)
     log("\n" + report.targets_table(results))
     log(f"\nresults: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}/")
-    if args.mode == "full" and not args.no_latest and not results["errors"]:
-        latest = args.results_dir / "latest.md"
+    complete = set(meta.get("phases", PHASES)) == set(PHASES) and set(meta["systems"]) == set(
+        report.SYSTEMS
+    )
+    if latest and meta["mode"] == "full" and complete and not results["errors"]:
         # latest.md sits next to latest.png, so it names that image.
-        latest.write_text(report.markdown(results, labels, "latest.png"))
-        shutil.copyfile(png, args.results_dir / "latest.png")
-        log(f"updated {latest.parent}/latest.md and latest.png")
+        (results_dir / "latest.md").write_text(report.markdown(results, labels, "latest.png"))
+        shutil.copyfile(png, results_dir / "latest.png")
+        log(f"updated {results_dir}/latest.md and latest.png")
+
+
+def render(args: argparse.Namespace) -> int:
+    """--render DIR: the report files again from DIR/results.json (after a
+    change to the report code), without measuring anything."""
+    results = json.loads((args.render / "results.json").read_text())
+    write_results(results, args.render, args.results_dir, latest=not args.no_latest)
+    return 0
 
 
 def _sigterm(signum, frame):
@@ -265,11 +319,17 @@ def _sigterm(signum, frame):
 
 def main() -> int:
     args = parse_args()
+    if args.render:
+        return render(args)
     p = preset_from(args)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for s in systems:
         if s not in report.SYSTEMS:
             raise SystemExit(f"unknown system {s!r}; choose from {report.SYSTEMS}")
+    args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    for x in args.phases:
+        if x not in PHASES:
+            raise SystemExit(f"unknown phase {x!r}; choose from {PHASES}")
     args.seshat_bin = args.seshat_bin.resolve()
     signal.signal(signal.SIGTERM, _sigterm)
     started = datetime.now(UTC)
@@ -284,6 +344,7 @@ def main() -> int:
             "started": started.strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python3 bench/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
             "systems": systems,
+            "phases": args.phases,
             "reps": p.reps,
             "seconds": p.seconds,
             "keyspace": p.keyspace,
@@ -292,6 +353,7 @@ def main() -> int:
         },
         "machine": machine.describe(REPO, workdir),
         "versions": {},
+        "loadavg": {},
         "throughput": {},
         "memory": {},
         "errors": [],
@@ -306,7 +368,7 @@ def main() -> int:
         run_all(args, p, systems, workdir, results)
         results["meta"]["duration_s"] = time.monotonic() - t0
         results["machine"]["loadavg_end"] = machine.loadavg()
-        write_results(args, p, results, args.results_dir / stamp)
+        write_results(results, args.results_dir / stamp, args.results_dir, not args.no_latest)
         if results["errors"]:
             log("\nFAILED:\n" + "\n".join(f"  {e}" for e in results["errors"]))
             rc = 1

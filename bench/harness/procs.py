@@ -5,6 +5,7 @@ the reason (normal end, exception, Ctrl-C, SIGTERM)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -49,6 +50,8 @@ class Proc:
             cwd=cwd,
             env=env,
             start_new_session=True,
+            # Safe: processes are started from the main thread while no other runs.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self.pid = self.popen.pid
         _LIVE[self.pid] = self
@@ -87,6 +90,16 @@ class Proc:
             self.popen.wait(5)
         _LIVE.pop(self.pid, None)
         self._log.close()
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the harness dies (even by SIGKILL,
+    when no finally block runs). Linux-only, as the rest of this harness."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def kill_all() -> None:
@@ -213,6 +226,7 @@ def run_tool(name: str, argv: Sequence[str], timeout: float) -> tuple[int, str, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - see Proc
     )
     try:
         out, err = p.communicate(timeout=timeout)

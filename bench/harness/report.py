@@ -116,9 +116,15 @@ def other_lines(results: dict) -> str:
         trials = ", ".join(f"{t * 1000:.0f}" for t in fo["trials_s"])
         out.append(
             f"**Failover** (SIGKILL the leader under {fo['load_clients']}-client SET "
-            f"load → first acknowledged write): median **{fo['median_s'] * 1000:.0f} ms**,"
-            f" max {fo['max_s'] * 1000:.0f} ms over {len(fo['trials_s'])} trials "
-            f"({trials} ms)."
+            "load, the killed node kept down → first acknowledged write): median "
+            f"**{fo['median_s'] * 1000:.0f} ms**, max {fo['max_s'] * 1000:.0f} ms over "
+            f"{len(fo['trials_s'])} trial(s) ({trials} ms)"
+            + (
+                f"; a survivor named the new leader after {fo['leader_median_s'] * 1000:.0f} ms "
+                "(median): the election is nearly all of it."
+                if fo.get("leader_median_s") is not None
+                else "."
+            )
         )
     mem = results.get("memory", {})
     sm, rm = mem.get("seshat"), mem.get("redis")
@@ -159,6 +165,20 @@ def machine_table(m: dict) -> str:
     return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in m.items()])
 
 
+def busy_note(results: dict) -> str:
+    """A warning when other work shared the CPUs: every absolute number is then
+    lower than on an idle machine, and the ratios are noisier."""
+    loads = [float(x.split()[0]) for v in results.get("loadavg", {}).values() for x in v]
+    nproc = results["machine"].get("nproc") or 1
+    if not loads or max(loads) <= nproc:
+        return ""
+    return (
+        f"**The machine was busy:** 1-minute load average {min(loads):.1f}–{max(loads):.1f} "
+        f"on {nproc} CPUs when the systems started (other work ran alongside), so absolute "
+        "numbers are depressed and ratios noisier than on an idle machine."
+    )
+
+
 def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
     meta = results["meta"]
     parts = [
@@ -178,7 +198,9 @@ def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
         f"Every client: {meta['value_size']}-byte values, random 16-byte keys from a "
         f"{meta['keyspace']:,}-key space (preloaded); RESP systems driven by "
         "`redis-benchmark`, etcd by `bench/etcd-load`. Each number is the median of "
-        f"{meta['reps']} run(s) of ~{meta['seconds'] or 'fixed-size'} s.",
+        f"{meta['reps']} round(s), each system started afresh per round; "
+        + (f"runs sized to ~{meta['seconds']:g} s." if meta["seconds"] else "fixed-size runs."),
+        busy_note(results),
         "## Targets\n\n" + targets_table(results),
         "## Throughput and latency\n\n" + main_table(results, workloads),
     ]
@@ -190,7 +212,7 @@ def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
     if results.get("errors"):
         parts.append("## Errors\n\n" + "\n".join(f"- {e}" for e in results["errors"]))
     parts.append("## Machine\n\n" + machine_table(results["machine"]))
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(p for p in parts if p) + "\n"
 
 
 def plot(results: dict, path: Path) -> None:
@@ -211,7 +233,9 @@ def plot(results: dict, path: Path) -> None:
                 if r["op"] == op and r["pipeline"] == 1
             )
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+                # A fixed colour per system, whichever systems a run has.
+                color = f"C{SYSTEMS.index(name)}"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=color, label=name)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ticks = sorted({r["clients"] for s in tp.values() for r in s.values()})

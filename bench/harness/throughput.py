@@ -1,7 +1,8 @@
-"""Throughput and latency of one running system over a list of workloads:
-preload the key space, calibrate each workload's request count to a target
-duration, then R repetitions in rounds (every workload once per round, so a
-drift of the machine spreads over all of them), medians reported."""
+"""Throughput and latency of a running system over a list of workloads: preload
+the key space, calibrate each workload's request count to a target duration,
+run every workload once per round; run.py starts each system afresh for each
+of R rounds (so a drift of this shared machine spreads over all systems) and
+reports medians."""
 
 from __future__ import annotations
 
@@ -30,27 +31,46 @@ class Plan:
     value_size: int
 
 
-def measure(system: System, plan: Plan, log: Callable[[str], None]) -> dict[str, dict]:
-    """{workload label: {"rps", "p50_ms", "p99_ms", "runs": [...]}} for `system`."""
+def supported(system: System, plan: Plan) -> list[Workload]:
+    """The plan's workloads this system can run (etcd has no pipelining)."""
+    return [w for w in plan.workloads if not (system.kind == "etcd" and w.pipeline > 1)]
+
+
+def sizes_for(system: System, plan: Plan) -> dict[Workload, int]:
+    """Requests per run of each workload: calibrated to ~plan.seconds (the probe
+    runs warm the system up), or fixed without calibration (smoke)."""
     run = _runner(system, plan)
-    supported = [w for w in plan.workloads if not (system.kind == "etcd" and w.pipeline > 1)]
-    _preload(system, plan, log)
-    sizes: dict[Workload, int] = {}
-    for w in supported:
-        # Without calibration (smoke): enough for every client to send a few pipelines.
+    sizes = {}
+    for w in supported(system, plan):
+        # Fixed size: enough for every client to send a few pipelines.
         fixed = max(plan.requests, w.clients * w.pipeline * 2)
         sizes[w] = _calibrate(run, w, plan) if plan.seconds else fixed
-    runs: dict[Workload, list[Result]] = {w: [] for w in supported}
-    for rep in range(plan.reps):
-        for w in supported:
-            r = run(w, sizes[w])
-            runs[w].append(r)
-            log(
-                f"  {system.label:16} {w.label:14} rep {rep + 1}/{plan.reps}: "
-                f"{r.rps:>10.0f} ops/s  p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  "
-                f"(n={r.requests})"
-            )
-    return {w.label: _summary(w, rs) for w, rs in runs.items()}
+    return sizes
+
+
+def run_round(
+    system: System,
+    plan: Plan,
+    sizes: dict[Workload, int],
+    label: str,
+    log: Callable[[str], None],
+) -> dict[Workload, Result]:
+    """Every workload once, in plan order, on a running (preloaded) system."""
+    run = _runner(system, plan)
+    out = {}
+    for w in supported(system, plan):
+        r = out[w] = run(w, sizes[w])
+        log(
+            f"  {system.label:16} {w.label:14} {label}: "
+            f"{r.rps:>10.0f} ops/s  p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  "
+            f"(n={r.requests})"
+        )
+    return out
+
+
+def summarize(runs: dict[Workload, list[Result]]) -> dict[str, dict]:
+    """{workload label: {"rps", "p50_ms", "p99_ms" (medians), "runs": [...]}}."""
+    return {w.label: _summary(w, rs) for w, rs in runs.items() if rs}
 
 
 def _runner(system: System, plan: Plan) -> Callable[[Workload, int], Result]:
@@ -65,7 +85,7 @@ def _runner(system: System, plan: Plan) -> Callable[[Workload, int], Result]:
     return run
 
 
-def _preload(system: System, plan: Plan, log: Callable[[str], None]) -> None:
+def preload(system: System, plan: Plan, log: Callable[[str], None]) -> None:
     """Writes every key of the key space once, so GETs hit values of the real size."""
     t0 = time.monotonic()
     if system.kind == "etcd":

@@ -81,13 +81,13 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Raft heartbeat interval in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 60)]
     heartbeat_ms: u64,
-    /// Raft minimum election timeout in milliseconds (the maximum is twice this).
-    #[arg(long, default_value_t = 500)]
+    /// Raft minimum election timeout in milliseconds (the maximum is 4/3 of it).
+    #[arg(long, default_value_t = 300)]
     election_timeout_ms: u64,
     /// Build a snapshot after this many log entries.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
     /// How long a write may wait for a quorum before the client gets an error.
     #[arg(long, default_value_t = 5_000)]

@@ -23,7 +23,19 @@ async fn write_keys(
         for i in chunk {
             pipe.set(format!("{prefix}:{i}"), format!("v-{i}")).ignore();
         }
-        let () = pipe.query_async(con).await.expect("pipelined SETs acknowledged");
+        // A leader change mid-test answers CLUSTERDOWN/TRYAGAIN; SET is
+        // idempotent, so retrying the batch until it is acknowledged is safe.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match pipe.query_async::<()>(con).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "batch not acknowledged; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("pipelined SETs not acknowledged within 30 s: {e}"),
+            }
+        }
         for i in chunk {
             acked.insert(format!("{prefix}:{i}"), format!("v-{i}"));
         }
