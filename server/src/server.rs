@@ -143,12 +143,21 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         data_dir = %cfg.data_dir.display(),
         "seshat is serving"
     );
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    let failure = tokio::select! {
+        _ = wait_for_signal() => None,
+        reason = node.fatal_error() => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some(reason) => tracing::error!(%reason, "raft core stopped; exiting so that a supervisor restarts this node"),
+    }
     shutdown.cancel();
     node.shutdown().await;
     let _ = http.await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(reason) => Err(anyhow::anyhow!("raft core stopped: {reason}")),
+    }
 }
 
 /// Raises the soft open-files limit towards the hard one: every client

@@ -12,7 +12,7 @@
 //! deletions missed while the watch was down (detected at the re-list).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,9 @@ pub struct AgentConfig {
     pub domain: String,
     /// Hosts file to manage (`/etc/hosts`).
     pub hosts_file: PathBuf,
+    /// Only pods of these namespaces are run. On a shared cluster, DaemonSets that
+    /// tolerate every taint still land on the node; their pods are left Pending.
+    pub namespaces: Vec<String>,
 }
 
 /// A running node agent; [`NodeAgent::shutdown`] stops it (dropping it also kills every
@@ -85,19 +88,25 @@ impl NodeAgent {
             domain: cfg.domain.clone(),
             state_dir: cfg.state_dir.clone(),
             hosts,
-            ips: IpPool::new(10),
+            ips: IpPool::new(10, cfg.state_dir.join("pod-ips")),
             timeline: timeline.clone(),
             wipe: Mutex::new(HashSet::new()),
             http: reqwest::Client::builder().no_proxy().build()?,
             cancel: cancel.clone(),
         });
         register_node(&client, &cfg.node).await?;
-        let binder = VolumeBinder::new(client.clone(), &cfg.storage_class, &cfg.node, &cfg.state_dir.join("volumes"), timeline.clone());
+        let binder = VolumeBinder::new(
+            client.clone(),
+            &cfg.storage_class,
+            &cfg.node,
+            &cfg.state_dir.join("volumes"),
+            timeline.clone(),
+        );
         binder.ensure_storage_class().await?;
         let tasks = vec![
             tokio::spawn(heartbeat(client.clone(), cfg.node.clone(), cancel.clone(), timeline.clone())),
             tokio::spawn(binder.clone().run(cancel.clone())),
-            tokio::spawn(watch_pods(shared.clone(), cfg.node.clone())),
+            tokio::spawn(watch_pods(shared.clone(), cfg.node.clone(), cfg.namespaces.clone())),
         ];
         timeline.note(format!("agent: node {} registered (state in {})", cfg.node, cfg.state_dir.display()));
         Ok(Self { shared, binder, tasks, node: cfg.node })
@@ -112,11 +121,6 @@ impl NodeAgent {
     /// that mounts it starts — a pod coming back on a replaced, empty disk.
     pub fn wipe_before_next_start(&self, namespace: &str, claim: &str) {
         self.shared.wipe.lock().unwrap_or_else(|p| p.into_inner()).insert((namespace.into(), claim.into()));
-    }
-
-    /// Where process logs are written.
-    pub fn log_dir(&self) -> PathBuf {
-        self.shared.state_dir.join("logs")
     }
 
     /// Stops every process (SIGTERM, short grace), removes pod IPs and DNS entries,
@@ -241,7 +245,7 @@ struct RunnerHandle {
 }
 
 /// Watches the pods bound to `node` and keeps one runner per pod uid.
-async fn watch_pods(shared: Arc<Shared>, node: String) {
+async fn watch_pods(shared: Arc<Shared>, node: String, namespaces: Vec<String>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher(api, cfg).boxed();
@@ -261,7 +265,9 @@ async fn watch_pods(shared: Arc<Shared>, node: String) {
             }
             !finished
         });
+        let ours = |p: &Pod| p.namespace().is_some_and(|ns| namespaces.contains(&ns));
         match ev {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) if !ours(&pod) => {}
             Ok(watcher::Event::Apply(pod)) => dispatch(&shared, &mut runners, &done, pod),
             Ok(watcher::Event::InitApply(pod)) => {
                 listed.insert(pod.uid().unwrap_or_default());
@@ -307,12 +313,8 @@ fn dispatch(shared: &Arc<Shared>, runners: &mut HashMap<String, RunnerHandle>, d
     runners.insert(uid, RunnerHandle { tx, task });
 }
 
-/// A node name unique to this run.
+/// The node name: `$SESHAT_E2E_NODE` (set by `scripts/e2e-k8s`, which strips this
+/// run's `/etc/hosts` block by it), else one unique to this process.
 pub fn node_name() -> String {
-    format!("seshat-e2e-{}", std::process::id())
-}
-
-/// The default state directory of an agent.
-pub fn default_state_dir(base: &Path, node: &str) -> PathBuf {
-    base.join(node)
+    std::env::var("SESHAT_E2E_NODE").unwrap_or_else(|_| format!("seshat-e2e-{}", std::process::id()))
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Pod};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -93,7 +95,10 @@ impl Status {
 
 /// The API resource of `SeshatCluster`.
 pub fn resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("seshat.io", "v1alpha1", "SeshatCluster"), "seshatclusters")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("seshat.io", "v1alpha1", "SeshatCluster"),
+        "seshatclusters",
+    )
 }
 
 /// One SeshatCluster and its objects.
@@ -164,6 +169,13 @@ impl Cluster {
         Ok(())
     }
 
+    /// Removes every finalizer (test cleanup when the operator could not run them).
+    pub async fn clear_finalizers(&self) -> anyhow::Result<()> {
+        let patch = json!({ "metadata": { "finalizers": null } });
+        self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        Ok(())
+    }
+
     /// The object, if it exists.
     pub async fn get(&self) -> anyhow::Result<Option<DynamicObject>> {
         Ok(self.api.get_opt(&self.name).await?)
@@ -175,8 +187,20 @@ impl Cluster {
         Ok(serde_json::from_value(obj.data.get("status").cloned().unwrap_or(Value::Null)).unwrap_or_default())
     }
 
+    /// Its status and `metadata.generation`.
+    pub async fn status_and_generation(&self) -> anyhow::Result<(Status, Option<i64>)> {
+        let Some(obj) = self.get().await? else { return Ok((Status::default(), None)) };
+        let status = serde_json::from_value(obj.data.get("status").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+        Ok((status, obj.metadata.generation))
+    }
+
     /// Polls the status until `pred` holds.
-    pub async fn wait_status(&self, timeout: Duration, what: &str, pred: impl Fn(&Status) -> bool) -> anyhow::Result<Status> {
+    pub async fn wait_status(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Status) -> bool,
+    ) -> anyhow::Result<Status> {
         let last = std::sync::Mutex::new(Status::default());
         let res = poll(timeout, what, || async {
             let st = self.status().await.ok()?;
@@ -184,7 +208,9 @@ impl Cluster {
             pred(&st).then_some(st)
         })
         .await;
-        res.map_err(|e| anyhow::anyhow!("{e}; last status: {}", last.into_inner().unwrap_or_else(|p| p.into_inner()).summary()))
+        res.map_err(|e| {
+            anyhow::anyhow!("{e}; last status: {}", last.into_inner().unwrap_or_else(|p| p.into_inner()).summary())
+        })
     }
 
     /// The cluster's pods.
@@ -232,16 +258,18 @@ impl Cluster {
             .collect())
     }
 
-    /// `GET /cluster` of ordinal `i`'s server.
+    /// `GET /cluster` of ordinal `i`'s server. A fresh client each time: a pooled
+    /// connection could outlive the pod incarnation (and IP) it was made to.
     pub async fn node_status(&self, i: u32) -> Option<ClusterStatus> {
         let client = AdminClient::new(format!("{}:8080", self.fqdn(i)), None)
             .with_timeouts(Duration::from_secs(1), Duration::from_secs(1));
         client.cluster().await.ok()
     }
 
-    /// The Raft leader's view among ordinals `0..n`: its status, if one answers as leader.
-    pub async fn raft_leader(&self, n: u32) -> Option<(u32, ClusterStatus)> {
-        for i in 0..n {
+    /// The Raft leader's view among ordinals `0..n` (asking `first`, the last known
+    /// leader, first): its ordinal and status, if one answers as leader.
+    pub async fn raft_leader_from(&self, first: u32, n: u32) -> Option<(u32, ClusterStatus)> {
+        for i in std::iter::once(first).chain((0..n).filter(|i| *i != first)) {
             if let Some(st) = self.node_status(i).await {
                 if st.role == Role::Leader {
                     return Some((i, st));

@@ -106,6 +106,15 @@ impl ContainerProcess {
     }
 }
 
+/// Appends `line` to `file`: a record of pids and addresses for `scripts/e2e-k8s`,
+/// which removes what a killed test run could not (its `Drop`s never ran).
+pub fn record(file: &Path, line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(file) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn signal_name(sig: i32) -> String {
     match sig {
         libc::SIGKILL => "SIGKILL".into(),

@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -27,6 +28,8 @@ pub const POOL_SIZE: u32 = 1 << 17;
 /// Allocates pod IPs and keeps them configured on `lo` while they are held.
 pub struct IpPool {
     state: Mutex<PoolState>,
+    /// Every address added is also appended here (see `container::record`).
+    record: PathBuf,
 }
 
 struct PoolState {
@@ -35,9 +38,9 @@ struct PoolState {
 }
 
 impl IpPool {
-    /// A pool handing out addresses from `POOL_BASE + first` on.
-    pub fn new(first: u32) -> Self {
-        Self { state: Mutex::new(PoolState { next: first.max(1), held: BTreeSet::new() }) }
+    /// A pool handing out addresses from `POOL_BASE + first` on, recording each in `record`.
+    pub fn new(first: u32, record: PathBuf) -> Self {
+        Self { state: Mutex::new(PoolState { next: first.max(1), held: BTreeSet::new() }), record }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -60,6 +63,7 @@ impl IpPool {
             };
             match ip_addr("add", ip) {
                 Ok(()) => {
+                    super::container::record(&self.record, ip);
                     self.lock().held.insert(ip);
                     return Ok(ip);
                 }

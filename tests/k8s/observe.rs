@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 use super::cluster::{self, Status, ROLE_LABEL};
 use super::timeline::Timeline;
 
+/// `reportingController` of the operator's Events.
+pub const OPERATOR: &str = "seshat-operator";
+
 /// What changed about a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodChange {
@@ -246,6 +249,11 @@ async fn watch_events(stream: impl Stream<Item = Watch<Event>> + Send, tl: Timel
         let key = e.name_any();
         let repeated = seen.insert(key, count).is_some_and(|c| c >= count);
         if !fresh || repeated {
+            continue;
+        }
+        // The operator's own Events only: the pod watcher already narrates what the
+        // scheduler and the StatefulSet controller do.
+        if e.reporting_controller.as_deref() != Some(OPERATOR) {
             continue;
         }
         let reason = e.reason.clone().unwrap_or_default();

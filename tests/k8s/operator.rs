@@ -85,17 +85,14 @@ pub async fn install(
     .await?;
     tl.note("install: CRD seshatclusters.seshat.io established");
 
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns_obj: Namespace = serde_json::from_value(json!({ "metadata": { "name": namespace } }))?;
-    match namespaces.create(&PostParams::default(), &ns_obj).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-        Err(e) => return Err(e).context("creating the release namespace"),
-    }
+    ensure_namespace(client, namespace).await?;
 
     let script = repo.join("tests/k8s/render_chart.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python).arg(&script).args(["--namespace", namespace, "--release", release]).output()
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--namespace", namespace, "--release", release])
+        .output()
         .with_context(|| format!("running {python} {}", script.display()))?;
     if !out.status.success() {
         bail!("rendering the chart failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -111,6 +108,22 @@ pub async fn install(
     let kubeconfig = dir.join("operator.kubeconfig");
     write_kubeconfig(&kubeconfig, &token, namespace)?;
     Ok(Installation { namespace: namespace.into(), args, kubeconfig, service_account: sa })
+}
+
+/// Creates namespace `name`, first waiting out a previous run's one still terminating.
+pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    poll(Duration::from_secs(120), &format!("namespace {name} from an earlier run to finish terminating"), || async {
+        let ns = namespaces.get_opt(name).await.ok()?;
+        ns.is_none_or(|ns| ns.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await?;
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } }))?;
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+    }
 }
 
 /// A long-lived token of the ServiceAccount, from a `service-account-token` Secret the
@@ -139,7 +152,8 @@ async fn service_account_token(client: &Client, ns: &str, sa: &str) -> anyhow::R
 
 /// A kubeconfig for the current cluster (server and CA from the caller's) with `token`.
 fn write_kubeconfig(path: &Path, token: &str, namespace: &str) -> anyhow::Result<()> {
-    let current: Value = serde_json::from_str(&kubectl(&["config", "view", "--raw", "--minify", "--flatten", "-o", "json"], None)?)?;
+    let current: Value =
+        serde_json::from_str(&kubectl(&["config", "view", "--raw", "--minify", "--flatten", "-o", "json"], None)?)?;
     let cluster = current["clusters"][0]["cluster"].clone();
     anyhow::ensure!(cluster.is_object(), "no cluster in the current kubeconfig");
     let cfg = json!({
@@ -192,6 +206,7 @@ impl OperatorProcess {
             .stderr(Stdio::from(out))
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
+        super::container::record(&log_dir.join("pids"), child.id());
         Ok(Self { identity: identity.into(), metrics_addr, log, child: Some(child) })
     }
 
@@ -224,11 +239,8 @@ impl Drop for OperatorProcess {
 /// `(sum of seshat_operator_reconciles_total, seshat_operator_leader == 1)`.
 pub fn parse_metrics(text: &str) -> (u64, bool) {
     let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let reconciles = text
-        .lines()
-        .filter(|l| l.starts_with("seshat_operator_reconciles_total"))
-        .map(|l| value(l) as u64)
-        .sum();
+    let reconciles =
+        text.lines().filter(|l| l.starts_with("seshat_operator_reconciles_total")).map(|l| value(l) as u64).sum();
     let leader = text.lines().any(|l| l.starts_with("seshat_operator_leader ") && value(l) >= 1.0);
     (reconciles, leader)
 }

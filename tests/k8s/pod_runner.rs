@@ -229,7 +229,8 @@ impl Runner {
                 Ok(l) => break l,
                 Err(e) => {
                     let message = format!("{e:#}");
-                    let reason = if message.contains("not bound") { "ContainerCreating" } else { "CreateContainerConfigError" };
+                    let reason =
+                        if message.contains("not bound") { "ContainerCreating" } else { "CreateContainerConfigError" };
                     self.view.state = State::Waiting { reason: reason.into(), message };
                     self.patch_status().await;
                     if let Some(exit) = self.wait_change(rx, Duration::from_secs(1)).await {
@@ -246,7 +247,8 @@ impl Runner {
     fn wipe_requested(&self, launch: &Launch) {
         let ns = self.pod.namespace().unwrap_or_default();
         for (claim, dir) in &launch.claims {
-            let requested = self.shared.wipe.lock().unwrap_or_else(|p| p.into_inner()).remove(&(ns.clone(), claim.clone()));
+            let requested =
+                self.shared.wipe.lock().unwrap_or_else(|p| p.into_inner()).remove(&(ns.clone(), claim.clone()));
             if requested {
                 let result = std::fs::remove_dir_all(dir).and_then(|()| std::fs::create_dir_all(dir));
                 let outcome = match result {
@@ -262,6 +264,7 @@ impl Runner {
         let hostname = self.pod.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_else(|| self.pod.name_any());
         match ContainerProcess::spawn(launch, &hostname, &self.log_path()) {
             Ok(p) => {
+                super::container::record(&self.shared.state_dir.join("pids"), p.pid());
                 self.shared.timeline.note(format!(
                     "agent: {} started (pid {}, ip {})",
                     self.label,

@@ -75,9 +75,7 @@ fn terminated(t: &Terminated, container_id: &Option<String>) -> Value {
 
 /// The merge patch for `pods/<name>/status`.
 pub fn patch(v: &PodView) -> Value {
-    let cond = |type_: &str, status: bool, since: Timestamp| {
-        json!({ "type": type_, "status": if status { "True" } else { "False" }, "lastTransitionTime": time(since) })
-    };
+    let cond = |type_: &str, status: bool, since: Timestamp| json!({ "type": type_, "status": if status { "True" } else { "False" }, "lastTransitionTime": time(since) });
     let state = match &v.state {
         State::Waiting { reason, message } => json!({ "waiting": { "reason": reason, "message": message } }),
         State::Running { started } => json!({ "running": { "startedAt": time(*started) } }),

@@ -85,7 +85,10 @@ fn statefulset(node: &str) -> serde_json::Value {
 }
 
 fn ready(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Waits until pod `name` exists with a uid other than `not_uid`, Running and Ready.
@@ -105,14 +108,26 @@ fn pod_ip(p: &Pod) -> String {
 pub async fn run(s: &Suite) -> anyhow::Result<()> {
     let tl = &s.tl;
     let c = &s.client;
-    let (pods, sts): (Api<Pod>, Api<StatefulSet>) = (Api::namespaced(c.clone(), TEST_NS), Api::namespaced(c.clone(), TEST_NS));
-    create(&Api::<Secret>::namespaced(c.clone(), TEST_NS), json!({ "metadata": { "name": NAME }, "stringData": { "token": TOKEN } })).await?;
-    create(&Api::<ConfigMap>::namespaced(c.clone(), TEST_NS), json!({ "metadata": { "name": NAME }, "data": { "mode": "forward" } })).await?;
-    create(&Api::<Service>::namespaced(c.clone(), TEST_NS), json!({
-        "metadata": { "name": format!("{NAME}-headless") },
-        "spec": { "clusterIP": "None", "publishNotReadyAddresses": true, "selector": { "app": NAME },
-                  "ports": [ { "name": "http", "port": 8080 } ] },
-    }))
+    let (pods, sts): (Api<Pod>, Api<StatefulSet>) =
+        (Api::namespaced(c.clone(), TEST_NS), Api::namespaced(c.clone(), TEST_NS));
+    create(
+        &Api::<Secret>::namespaced(c.clone(), TEST_NS),
+        json!({ "metadata": { "name": NAME }, "stringData": { "token": TOKEN } }),
+    )
+    .await?;
+    create(
+        &Api::<ConfigMap>::namespaced(c.clone(), TEST_NS),
+        json!({ "metadata": { "name": NAME }, "data": { "mode": "forward" } }),
+    )
+    .await?;
+    create(
+        &Api::<Service>::namespaced(c.clone(), TEST_NS),
+        json!({
+            "metadata": { "name": format!("{NAME}-headless") },
+            "spec": { "clusterIP": "None", "publishNotReadyAddresses": true, "selector": { "app": NAME },
+                      "ports": [ { "name": "http", "port": 8080 } ] },
+        }),
+    )
     .await?;
     create(&sts, statefulset(s.agent().node())).await?;
     tl.note("StatefulSet probe (2 replicas) created");
@@ -130,7 +145,8 @@ pub async fn run(s: &Suite) -> anyhow::Result<()> {
     let eps: Api<Endpoints> = Api::namespaced(c.clone(), TEST_NS);
     poll(Duration::from_secs(30), "headless Endpoints with both pod IPs", || async {
         let ep = eps.get_opt("probe-headless").await.ok()??;
-        let ips: Vec<String> = ep.subsets?.into_iter().flat_map(|s| s.addresses.unwrap_or_default()).map(|a| a.ip).collect();
+        let ips: Vec<String> =
+            ep.subsets?.into_iter().flat_map(|s| s.addresses.unwrap_or_default()).map(|a| a.ip).collect();
         (ips.contains(&ip0) && ips.contains(&ip1)).then_some(())
     })
     .await?;
@@ -165,21 +181,32 @@ pub async fn run(s: &Suite) -> anyhow::Result<()> {
 
     // A deleted PVC loses its data.
     sts.patch(NAME, &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 1 } }))).await?;
-    poll(Duration::from_secs(30), "probe-1 gone", || async { pods.get_opt("probe-1").await.ok()?.is_none().then_some(()) }).await?;
+    poll(Duration::from_secs(30), "probe-1 gone", || async {
+        pods.get_opt("probe-1").await.ok()?.is_none().then_some(())
+    })
+    .await?;
     let data1 = volumes::host_dir_of_claim(c, TEST_NS, "data-probe-1").await?.context("data-probe-1 bound")?;
     ensure!(data1.join("d").exists(), "probe-1's data dir {} missing", data1.display());
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), TEST_NS);
     pvcs.delete("data-probe-1", &DeleteParams::default()).await?;
-    poll(Duration::from_secs(30), "data-probe-1's directory removed", || async { (!data1.exists()).then_some(()) }).await?;
+    poll(Duration::from_secs(30), "data-probe-1's directory removed", || async { (!data1.exists()).then_some(()) })
+        .await?;
     tl.note("scaled to 1 and deleted pvc/data-probe-1: its directory is gone");
 
     sts.delete(NAME, &DeleteParams::foreground()).await?;
     poll(Duration::from_secs(30), "probe pods gone", || async {
-        pods.list(&Default::default()).await.ok()?.items.iter().all(|p| !p.name_any().starts_with("probe-")).then_some(())
+        pods.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .all(|p| !p.name_any().starts_with("probe-"))
+            .then_some(())
     })
     .await?;
     pvcs.delete("data-probe-0", &DeleteParams::default()).await?;
-    poll(Duration::from_secs(30), "data-probe-0's directory removed", || async { (!data0.exists()).then_some(()) }).await?;
+    poll(Duration::from_secs(30), "data-probe-0's directory removed", || async { (!data0.exists()).then_some(()) })
+        .await?;
     Api::<Service>::namespaced(c.clone(), TEST_NS).delete("probe-headless", &DeleteParams::default()).await?;
     tl.note("StatefulSet, Service and PVCs deleted: no process, no data left");
     Ok(())

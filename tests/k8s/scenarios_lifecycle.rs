@@ -14,7 +14,7 @@ use seshat_tests::wait::poll;
 
 use super::cluster::{kubectl_get_seshat, Cluster, Status};
 use super::membership::MembershipWatch;
-use super::observe::{OpEvent, Observer};
+use super::observe::{Observer, OpEvent};
 use super::suite::Suite;
 use super::timeline::Timeline;
 use super::writer::{WriteReport, Writer};
@@ -33,10 +33,39 @@ pub fn check_writes(r: &WriteReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the cluster is `n/n` Running with `n` healthy voters, the leader label is
-/// on exactly the status' leader, and the leader Service's Endpoints name that pod.
+/// True when exactly ordinals `0..n` have pods, all Ready and none terminating.
+async fn pods_ready(c: &Cluster, n: usize) -> Option<()> {
+    let pods = c.pods().await.ok()?;
+    let ready = |p: &Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && c.ordinal(&p.name_any()).is_some_and(|o| (o as usize) < n)
+            && p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    (pods.len() == n && pods.iter().all(ready)).then_some(())
+}
+
+/// Waits until the cluster is settled at `n`: every pod of `0..n` Ready and no other,
+/// the status describes the current generation and says `n/n` Running with `n` healthy
+/// voters, the leader label is on exactly the status' leader, and the leader Service's
+/// Endpoints name that pod. (The pod check keeps a status written before a pod
+/// disappeared from passing for the present.)
 pub async fn settle(c: &Cluster, n: usize, tl: &Timeline) -> anyhow::Result<Status> {
-    let st = c.wait_status(CONVERGE, &format!("{n}/{n} Running with {n} voters"), |s| s.settled(n)).await?;
+    settle_within(c, n, tl, CONVERGE).await
+}
+
+/// [`settle`] with its own bound.
+pub async fn settle_within(c: &Cluster, n: usize, tl: &Timeline, timeout: Duration) -> anyhow::Result<Status> {
+    let what = format!("{n}/{n} Running with {n} voters, every pod Ready");
+    c.wait_status(timeout, &what, |s| s.settled(n)).await?;
+    poll(timeout, &what, || async {
+        let (st, generation) = c.status_and_generation().await.ok()?;
+        pods_ready(c, n).await?;
+        (st.settled(n) && st.observed_generation == generation).then_some(())
+    })
+    .await?;
     let leader = poll(Duration::from_secs(60), "leader label and leader Endpoints on the status' leader", || async {
         let st = c.status().await.ok()?;
         let leader = st.leader.filter(|_| st.phase.as_deref() == Some("Running"))?.pod;
@@ -71,12 +100,19 @@ pub async fn create(s: &Suite) -> anyhow::Result<WriteReport> {
     let ordinal = c.ordinal(&leader.pod).context("leader ordinal")?;
     let raft = c.node_status(ordinal).await.context("GET /cluster on the leader")?;
     ensure!(raft.role == Role::Leader, "{} labelled leader answers as {:?}", leader.pod, raft.role);
-    ensure!(raft.membership.voters.len() == 3 && raft.membership.learners.is_empty(), "membership {:?}", raft.membership);
+    ensure!(
+        raft.membership.voters.len() == 3 && raft.membership.learners.is_empty(),
+        "membership {:?}",
+        raft.membership
+    );
     ensure!(raft.node_id.to_string() == leader.node_id, "status leader id {} vs {}", leader.node_id, raft.node_id);
     let pods: Api<Pod> = Api::namespaced(s.client.clone(), &c.ns);
     let ip = pods.get(&leader.pod).await?.status.and_then(|s| s.pod_ip).unwrap_or_default();
     ensure!(c.leader_endpoints().await? == [(leader.pod.clone(), ip.clone())], "leader Endpoints");
-    tl.note(format!("raft leader {} (node {}) = labelled pod = leader Service endpoint {ip}", leader.pod, raft.node_id));
+    tl.note(format!(
+        "raft leader {} (node {}) = labelled pod = leader Service endpoint {ip}",
+        leader.pod, raft.node_id
+    ));
     let (header, row) = kubectl_get_seshat(c)?;
     tl.note(format!("kubectl get seshat:\n    {header}\n    {row}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
@@ -118,7 +154,11 @@ pub async fn scale(s: &Suite) -> anyhow::Result<WriteReport> {
     tl.note(format!("PVCs left: {pvcs:?} (whenScaled: Delete)"));
     let all = members.check_one_at_a_time()?;
     let ev = obs.op_events();
-    ensure!(count(&ev, "RemoveMember") >= 2 && count(&ev, "DeleteVolume") >= 2, "scale-down events: {:?}", reasons(&ev));
+    ensure!(
+        count(&ev, "RemoveMember") >= 2 && count(&ev, "DeleteVolume") >= 2,
+        "scale-down events: {:?}",
+        reasons(&ev)
+    );
     tl.note(format!("membership changed one member at a time: {all} steps in total; events {:?}", reasons(&ev)));
     let writes = writer.finish(&c.resp_addrs(3), tl).await?;
     check_writes(&writes)?;
@@ -201,7 +241,10 @@ pub async fn lose_pod(s: &Suite) -> anyhow::Result<WriteReport> {
         reasons(&ev)
     );
     let steps = members.check_one_at_a_time()?;
-    tl.note(format!("{}: old node {old} removed, new node {new} added as learner, promoted ({steps} membership steps)", c.pod(g)));
+    tl.note(format!(
+        "{}: old node {old} removed, new node {new} added as learner, promoted ({steps} membership steps)",
+        c.pod(g)
+    ));
     let writes = writer.finish(&c.resp_addrs(3), tl).await?;
     check_writes(&writes)?;
     Ok(writes)

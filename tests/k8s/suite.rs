@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use kube::Client;
 use serde_json::json;
 
@@ -17,6 +17,7 @@ use super::agent::{self, AgentConfig, NodeAgent, NODE_KEY};
 use super::cluster::Cluster;
 use super::operator::{self, Installation, OperatorProcess};
 use super::timeline::Timeline;
+use seshat_tests::wait::poll;
 
 /// Environment variable that enables the suite (it changes `/etc/hosts`, adds
 /// addresses to `lo` and registers a Node: never by accident).
@@ -65,7 +66,11 @@ fn operator_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe.parent().and_then(Path::parent).context("test binary outside target/<profile>/deps")?;
     let bin = profile_dir.join("seshat-operator");
-    anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build -p seshat-operator` (scripts/e2e-k8s does)", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p seshat-operator` (scripts/e2e-k8s does)",
+        bin.display()
+    );
     Ok(bin)
 }
 
@@ -91,18 +96,24 @@ impl Suite {
                 storage_class: STORAGE_CLASS.into(),
                 domain: "cluster.local".into(),
                 hosts_file: PathBuf::from(std::env::var("SESHAT_E2E_HOSTS").unwrap_or_else(|_| "/etc/hosts".into())),
+                namespaces: vec![TEST_NS.into()],
             },
             tl.clone(),
         )
         .await?;
-        let install = operator::install(&client, repo, RELEASE, RELEASE_NS, &work, &tl).await?;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": TEST_NS } }))?;
-        match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-            Err(e) => return Err(e).context("creating the test namespace"),
+        let installed = async {
+            let install = operator::install(&client, repo, RELEASE, RELEASE_NS, &work, &tl).await?;
+            operator::ensure_namespace(&client, TEST_NS).await?;
+            anyhow::Ok(install)
         }
+        .await;
+        let install = match installed {
+            Ok(i) => i,
+            Err(e) => {
+                agent.shutdown().await;
+                return Err(e);
+            }
+        };
         let mut suite = Self {
             cluster: Cluster::new(client.clone(), TEST_NS, CLUSTER),
             client,
@@ -115,8 +126,12 @@ impl Suite {
             http: reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build()?,
             next_identity: 0,
         };
-        suite.spawn_operator()?;
-        suite.spawn_operator()?;
+        for _ in 0..2 {
+            if let Err(e) = suite.spawn_operator() {
+                suite.teardown().await;
+                return Err(e);
+            }
+        }
         Ok(suite)
     }
 
@@ -125,7 +140,14 @@ impl Suite {
         let identity = format!("op-{}", char::from(b'a' + (self.next_identity % 26) as u8));
         self.next_identity += 1;
         let p = OperatorProcess::spawn(&self.operator_bin, &self.install, &identity, &self.work)?;
-        self.tl.note(format!("operator {identity} started (pid {:?}, metrics {})", p.pid(), p.metrics_addr));
+        self.tl.note(format!(
+            "operator {identity} started as ServiceAccount {}/{} (pid {:?}, metrics {}, log {})",
+            self.install.namespace,
+            self.install.service_account,
+            p.pid(),
+            p.metrics_addr,
+            p.log.display()
+        ));
         self.operators.push(p);
         Ok(identity)
     }
@@ -165,17 +187,46 @@ impl Suite {
         })
     }
 
-    /// Stops the operators and the agent, deletes what the suite created.
+    /// Deletes what the suite created, each step while what it depends on still runs:
+    /// the cluster while the operators can run its finalizer, the namespaces while the
+    /// agent can finalize their pods; then stops the operators and the agent. A
+    /// finalizer still pending after a bound is removed, so no namespace hangs forever.
     pub async fn teardown(mut self) {
         self.tl.begin("teardown");
+        if self.cluster.get().await.ok().flatten().is_some() {
+            let _ = self.cluster.delete().await;
+            let gone = poll(Duration::from_secs(60), "the cluster's finalizer", || async {
+                self.cluster.get().await.ok()?.is_none().then_some(())
+            });
+            if gone.await.is_err() {
+                self.tl.note("the SeshatCluster finalizer did not finish in 60s: removing it");
+                let _ = self.cluster.clear_finalizers().await;
+            }
+        }
         self.operators.clear();
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         for ns in [TEST_NS, RELEASE_NS] {
             let _ = namespaces.delete(ns, &DeleteParams::default()).await;
         }
+        let gone = poll(Duration::from_secs(90), "the suite's namespaces deleted", || async {
+            for ns in [TEST_NS, RELEASE_NS] {
+                namespaces.get_opt(ns).await.ok()?.is_none().then_some(())?;
+            }
+            Some(())
+        });
+        if let Err(e) = gone.await {
+            self.tl.note(format!("{e} (continuing)"));
+        }
         if let Some(agent) = self.agent.take() {
             agent.shutdown().await;
         }
-        self.tl.note("operators stopped, namespaces deleted, node agent stopped");
+        // Cluster-scoped leftovers (on a shared cluster): the release's RBAC and the class.
+        let selector = format!("app.kubernetes.io/instance={RELEASE}");
+        let _ = operator::kubectl(
+            &["delete", "clusterrole,clusterrolebinding", "-l", &selector, "--ignore-not-found"],
+            None,
+        );
+        let _ = operator::kubectl(&["delete", "storageclass", STORAGE_CLASS, "--ignore-not-found"], None);
+        self.tl.note("operators stopped, namespaces deleted, node agent stopped, RBAC and StorageClass removed");
     }
 }

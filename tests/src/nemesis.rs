@@ -261,7 +261,7 @@ impl Nemesis {
                 Ok(d)
             }
             FaultKind::MembershipChange => {
-                let voters = ctx("membership".to_string(), c.voters().await)?;
+                let voters = ctx("membership", c.voters().await)?;
                 let followers: Vec<usize> = voters.iter().copied().filter(|&i| i != leader).collect();
                 let v = followers[self.rng.random_range(0..followers.len())];
                 let d = format!("remove node {v}, wipe it, re-add it as a new member");
@@ -274,7 +274,7 @@ impl Nemesis {
                 Ok(d)
             }
             FaultKind::AddRemoveNode => {
-                let voters = ctx("membership".to_string(), c.voters().await)?;
+                let voters = ctx("membership", c.voters().await)?;
                 let d = "add a node, promote it, remove it".to_string();
                 let new = ctx(&d, c.add_node())?;
                 ctx(&d, c.add_learner(new).await)?;

@@ -322,6 +322,8 @@ async fn full_disk_turns_writes_into_errors_and_recovers() {
         assert_eq!(kv.get(&format!("big:{i}")).await.unwrap().map(|b| b.len()), Some(big.len()), "big:{i}");
     }
     assert_eq!(kv.get("after-full").await.unwrap().as_deref(), Some(&b"ok"[..]));
-    drop(c);
+    // Unmount before the cluster removes its directory (a mountpoint cannot be removed).
+    c.kill(0).unwrap();
     drop(fs);
+    drop(c);
 }

@@ -248,6 +248,18 @@ impl RaftNode {
             // store, so the leader's fsync overlaps the followers' round trip
             // and fsync instead of preceding it.
             broadcast_submitted_on_append: Some(true),
+            // A restarted leader must win an election, and commit an entry of
+            // its new term, before it serves reads: it does not know how far
+            // the commit index had moved (the commit hint is not fsynced), and
+            // resuming leadership in place let it serve reads from before
+            // acknowledged writes (found by the kill-all durability test).
+            enable_leader_restore: Some(false),
+            // A follower whose log tail was damaged (and cut off on restart)
+            // may hold fewer entries than it acknowledged. Rather than panic
+            // the leader's Raft core, re-replicate from the point the follower
+            // really has. Losing fsynced data is outside Raft's fault model; a
+            // quorum of intact logs still holds every committed entry.
+            allow_log_reversion: Some(true),
             ..Config::default()
         }
         .validate()
@@ -409,6 +421,21 @@ impl RaftNode {
     /// Builds a snapshot now.
     pub async fn snapshot(&self) -> Result<(), RaftNodeError> {
         self.raft.trigger().snapshot().await.map_err(|e| RaftNodeError::Fatal(e.to_string()))
+    }
+
+    /// Resolves with the reason once the Raft core has stopped on a fatal
+    /// error (storage failure, panic). The process must then exit: a node whose
+    /// core is dead would otherwise keep reporting its last role forever.
+    pub async fn fatal_error(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &rx.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "raft metrics channel closed".to_string();
+            }
+        }
     }
 
     /// Stops the Raft core and the peer listener.
