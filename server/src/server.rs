@@ -167,7 +167,11 @@ fn raise_fd_limit(max_clients: usize) {
     let wanted = (max_clients as u64).saturating_add(1024);
     match rlimit::increase_nofile_limit(wanted) {
         Ok(got) if got < wanted => {
-            tracing::warn!(limit = got, wanted, "open-files limit is below --max-clients; raise the hard limit (ulimit -Hn)")
+            tracing::warn!(
+                limit = got,
+                wanted,
+                "open-files limit is below --max-clients; raise the hard limit (ulimit -Hn)"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
