@@ -140,7 +140,7 @@ pub async fn scale(s: &Suite) -> anyhow::Result<WriteReport> {
     let up = members.check_one_at_a_time()?;
     let ev = obs.op_events();
     ensure!(count(&ev, "AddLearner") >= 2 && count(&ev, "Promote") >= 2, "scale-up events: {:?}", reasons(&ev));
-    tl.note(format!("scaled up in {up} single-member membership steps"));
+    tl.note(format!("scaled up: {up} observed membership steps, voters changing one at a time"));
 
     patch(3)?;
     tl.note("kubectl patch seshat kv replicas=3");
@@ -159,7 +159,7 @@ pub async fn scale(s: &Suite) -> anyhow::Result<WriteReport> {
         "scale-down events: {:?}",
         reasons(&ev)
     );
-    tl.note(format!("membership changed one member at a time: {all} steps in total; events {:?}", reasons(&ev)));
+    tl.note(format!("voters changed one at a time over {all} observed membership steps; events {:?}", reasons(&ev)));
     let writes = writer.finish(&c.resp_addrs(3), tl).await?;
     check_writes(&writes)?;
     Ok(writes)
