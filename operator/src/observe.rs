@@ -23,6 +23,14 @@ pub fn desired_revision(sts: Option<&StatefulSet>) -> Option<String> {
     status.update_revision.clone().filter(|r| !r.is_empty())
 }
 
+/// True when the pod's `Ready` condition is `True`.
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// Inputs of [`build`], all read in one reconcile.
 pub struct Snapshot<'a> {
     /// Object names of the cluster.
@@ -70,6 +78,9 @@ pub fn build(s: &Snapshot<'_>) -> WorkloadState {
                 volume: volumes.contains(&ordinal),
                 // Only comparable when the desired revision is known (see `desired_revision`).
                 version: pod.and_then(|p| s.revision.and(p.labels().get(REVISION_LABEL).cloned())),
+                // The Pod's Ready condition: what Services and a PDB go by, so the planner
+                // never takes a second pod down while the first is not Ready again.
+                workload_ready: pod.copied().map(pod_ready),
             }
         })
         .collect();

@@ -118,7 +118,9 @@ impl<W: Workload> Driver<W> {
                 match status {
                     Ok(st) => {
                         slot.status = Some(st);
-                        slot.ready = ready;
+                        let workload_ready =
+                            ws.slots.iter().find(|w| w.ordinal == ordinal).and_then(|w| w.workload_ready).unwrap_or(true);
+                        slot.ready = ready && workload_ready;
                     }
                     Err(e) => tracing::debug!(ordinal, error = %e, "node did not answer"),
                 }

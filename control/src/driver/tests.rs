@@ -161,6 +161,7 @@ impl Workload for FakeWorkload {
                     terminating: false,
                     volume: s.volume,
                     version: s.version,
+                    workload_ready: None,
                 })
                 .collect(),
             initialized_before: init,

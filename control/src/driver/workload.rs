@@ -34,6 +34,10 @@ pub struct WorkloadSlot {
     pub volume: bool,
     /// The version it runs (image, binary identity), when there is a pod.
     pub version: Option<String>,
+    /// The workload's own readiness verdict (Kubernetes: the Pod's Ready condition), for
+    /// workloads that have one. A slot is ready only when this and the node's `/readyz`
+    /// agree; `None` leaves `/readyz` alone in charge (local processes).
+    pub workload_ready: Option<bool>,
 }
 
 /// What the workload looks like now.

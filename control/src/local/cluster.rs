@@ -439,6 +439,7 @@ impl Workload for LocalCluster {
                     terminating: false,
                     volume: self.cfg.node_dir(i).exists(),
                     version: if exists { inner.procs.get(&i).map(|p| p.version.clone()) } else { None },
+                    workload_ready: None,
                 }
             })
             .collect();
