@@ -118,8 +118,12 @@ impl<W: Workload> Driver<W> {
                 match status {
                     Ok(st) => {
                         slot.status = Some(st);
-                        let workload_ready =
-                            ws.slots.iter().find(|w| w.ordinal == ordinal).and_then(|w| w.workload_ready).unwrap_or(true);
+                        let workload_ready = ws
+                            .slots
+                            .iter()
+                            .find(|w| w.ordinal == ordinal)
+                            .and_then(|w| w.workload_ready)
+                            .unwrap_or(true);
                         slot.ready = ready && workload_ready;
                     }
                     Err(e) => tracing::debug!(ordinal, error = %e, "node did not answer"),
