@@ -186,10 +186,6 @@ impl LogStore {
         self.mem.lock().expect("log store state poisoned")
     }
 
-    fn send(&self, cmd: WalCmd) -> io::Result<()> {
-        self.tx.send(cmd).map_err(|_| io::Error::other("log writer thread has stopped"))
-    }
-
     async fn request(&self, cmd: impl FnOnce(oneshot::Sender<io::Result<()>>) -> WalCmd) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
         let tx = self.tx.clone();
@@ -198,7 +194,7 @@ impl LogStore {
         tokio::task::spawn_blocking(move || tx.send(cmd))
             .await
             .map_err(io::Error::other)?
-            .map_err(|_| io::Error::other("log writer thread has stopped"))?;
+            .map_err(|_| writer_stopped())?;
         rx.await.map_err(|_| io::Error::other("log writer thread dropped a request"))?
     }
 }
@@ -303,8 +299,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Err(std::sync::mpsc::TrySendError::Full(cmd)) => tokio::task::spawn_blocking(move || tx.send(cmd))
                 .await
                 .map_err(io::Error::other)?
-                .map_err(|_| io::Error::other("log writer thread has stopped")),
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => self.send_closed(),
+                .map_err(|_| writer_stopped()),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(writer_stopped()),
         }
     }
 
@@ -342,11 +338,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-impl LogStore {
-    fn send_closed(&self) -> io::Result<()> {
-        self.send(WalCmd::SaveCommitted { payload: Vec::new() })
-            .and(Err(io::Error::other("log writer thread has stopped")))
-    }
+fn writer_stopped() -> io::Error {
+    io::Error::other("log writer thread has stopped")
 }
 
 #[cfg(test)]
