@@ -108,9 +108,12 @@ pub fn render(ctx: &ConnContext, args: &[Bytes]) -> String {
     }
     if want("keyspace") {
         out.push_str("# Keyspace\r\n");
-        let keys = ctx.kv.approx_key_count();
+        let (keys, expires) = {
+            let sm = ctx.kv.node().state_machine().read();
+            (sm.store.len(), sm.store.keys_with_ttl())
+        };
         if keys > 0 {
-            let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+            let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
         }
         out.push_str("\r\n");
     }

@@ -160,10 +160,4 @@ impl KvService {
         let sm = self.node.state_machine().read();
         Ok(commands::execute_read(cmd, &sm.store, now))
     }
-
-    /// Number of keys in the applied state (may include keys past their TTL
-    /// that the sweep has not removed yet).
-    pub fn approx_key_count(&self) -> usize {
-        self.node.state_machine().read().store.len()
-    }
 }

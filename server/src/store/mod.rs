@@ -105,7 +105,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("len", &self.len)
-            .field("keys_with_ttl", &self.expires.values().map(|&n| n as usize).sum::<usize>())
+            .field("keys_with_ttl", &self.keys_with_ttl())
             .field("clock_ms", &self.clock_ms)
             .finish()
     }
@@ -129,7 +129,13 @@ impl Store {
         self.len
     }
 
-    /// True when the store holds no key.
+    /// Number of keys with a TTL (`INFO keyspace`'s `expires`). O(distinct
+    /// expiry times); `INFO` is not a hot path.
+    pub fn keys_with_ttl(&self) -> usize {
+        self.expires.values().map(|&n| n as usize).sum()
+    }
+
+    /// True when no key is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
