@@ -176,7 +176,9 @@ impl Connection {
     }
 
     async fn route(&mut self, op: Op, args: Vec<Bytes>, name: &'static str, started: Instant) {
-        let kv: KvService = self.ctx.kv.clone();
+        // One Arc increment, so `kv` stays usable across `self.drain()`.
+        let ctx = self.ctx.clone();
+        let kv = &ctx.kv;
         let needs_leader = matches!(op, Op::Write(..)) || kv.reads_need_leader();
         if !needs_leader || kv.node().is_leader() {
             let result = match op {

@@ -328,7 +328,10 @@ impl RaftNode {
 
     /// The current leader and its addresses, as far as this node knows.
     pub fn leader(&self) -> Option<(NodeId, Option<NodeAddr>)> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        // Followers ask this for every forwarded command: read the two fields
+        // under the watch borrow instead of cloning all the metrics.
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id).cloned();
         Some((id, addr))
