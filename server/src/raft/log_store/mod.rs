@@ -12,6 +12,7 @@
 //!   single FIFO queue.
 
 mod files;
+mod hint;
 mod wal;
 mod writer;
 
@@ -108,13 +109,7 @@ impl LogStore {
         let purged: Option<LogId> =
             read_checked(&paths.purged)?.map(|b| decode(&b)).transpose().map_err(invalid_data)?;
         // The commit hint is not fsynced; a damaged one is only a lost hint.
-        let committed: Option<LogId> = match read_checked(&paths.committed) {
-            Ok(b) => b.and_then(|b| decode(&b).ok()),
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring unreadable commit hint");
-                None
-            }
-        };
+        let committed: Option<LogId> = hint::read_hint(&paths.committed).and_then(|b| decode(&b).ok());
 
         let (wal, recovered) = Wal::open(&paths.wal, purged.map(|p| p.index), SEGMENT_MAX_BYTES)?;
         let mut mem =
@@ -162,7 +157,7 @@ impl LogStore {
             wal,
             vote_path: paths.vote,
             purged_path: paths.purged,
-            committed_path: paths.committed,
+            commit_hint: hint::CommitHintFile::open(&paths.committed)?,
             status: status.clone(),
         };
         let (tx, rx) = sync_channel(WRITER_QUEUE);

@@ -25,6 +25,7 @@ use openraft::storage::IOFlushed;
 use tokio::sync::oneshot;
 
 use super::files::{is_disk_full, write_atomic};
+use super::hint::CommitHintFile;
 use super::wal::Wal;
 use crate::raft::TypeConfig;
 
@@ -46,7 +47,8 @@ pub(super) enum WalCmd {
     Purge { upto: u64, marker: Vec<u8>, done: oneshot::Sender<io::Result<()>> },
     /// Persist the vote durably.
     SaveVote { payload: Vec<u8>, done: oneshot::Sender<io::Result<()>> },
-    /// Persist the last known commit (a hint; not fsynced).
+    /// Persist the last known commit (a hint; not fsynced; only the newest
+    /// of a round of queued hints is written).
     SaveCommitted { payload: Vec<u8> },
 }
 
@@ -67,7 +69,7 @@ pub(super) struct Writer {
     pub wal: Wal,
     pub vote_path: PathBuf,
     pub purged_path: PathBuf,
-    pub committed_path: PathBuf,
+    pub commit_hint: CommitHintFile,
     pub status: Arc<WriterStatus>,
 }
 
@@ -75,11 +77,13 @@ impl Writer {
     /// Runs until every sender is dropped.
     pub fn run(mut self, rx: Receiver<WalCmd>) {
         let mut pending: PendingAppends = Vec::new();
+        let mut newest_hint: Option<Vec<u8>> = None;
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
                     WalCmd::Append { records, callback } => pending.push((records, callback)),
+                    WalCmd::SaveCommitted { payload } => newest_hint = Some(payload),
                     other => {
                         self.flush_appends(&mut pending);
                         self.handle(other);
@@ -91,13 +95,18 @@ impl Writer {
                 };
             }
             self.flush_appends(&mut pending);
+            if let Some(payload) = newest_hint.take() {
+                if let Err(e) = self.commit_hint.write(&payload) {
+                    tracing::warn!(error = %e, "could not record the commit index hint");
+                }
+            }
         }
         tracing::debug!("log writer stopped");
     }
 
     fn handle(&mut self, cmd: WalCmd) {
         match cmd {
-            WalCmd::Append { .. } => unreachable!("appends are batched by run()"),
+            WalCmd::Append { .. } | WalCmd::SaveCommitted { .. } => unreachable!("batched by run()"),
             WalCmd::Truncate { from, done } => {
                 let _ = done.send(self.retry_on_full(|w| w.wal.truncate_from(from)));
             }
@@ -112,11 +121,6 @@ impl Writer {
             WalCmd::SaveVote { payload, done } => {
                 let path = self.vote_path.clone();
                 let _ = done.send(self.retry_on_full(|_| write_atomic(&path, &payload, true)));
-            }
-            WalCmd::SaveCommitted { payload } => {
-                if let Err(e) = write_atomic(&self.committed_path, &payload, false) {
-                    tracing::warn!(error = %e, "could not record the commit index hint");
-                }
             }
         }
         self.status.disk_bytes.store(self.wal.disk_bytes(), Ordering::Relaxed);
