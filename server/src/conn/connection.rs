@@ -7,6 +7,12 @@
 //! this connection's earlier writes, so it first drains the FIFO. Commands
 //! forwarded to the leader go down one upstream connection in order, and
 //! their replies are read back in order.
+//!
+//! Consecutive writes taken from one read of the socket (a client pipeline)
+//! are proposed as one log entry ([`WriteCmd::Batch`]): a pipeline of N
+//! writes then costs one entry's encoding, replication and apply overhead
+//! instead of N. Any other command first flushes the batch, so replies keep
+//! the client's order.
 
 use std::collections::VecDeque;
 use std::io;
@@ -25,7 +31,7 @@ use super::{ConnContext, FollowerMode};
 use crate::commands::{self, Parsed, ReadCmd};
 use crate::kv::{now_ms, InFlightWrite, KvService, KvServiceError};
 use crate::resp::{encode, Frame, Protocol, RequestDecoder};
-use crate::store::WriteCmd;
+use crate::store::{Operation, WriteCmd};
 
 /// Read buffer size for a fresh (or idle) connection. Small, so that thousands
 /// of idle connections cost little memory.
@@ -34,11 +40,31 @@ const INITIAL_READ_BUF: usize = 4 << 10;
 const SHRINK_READ_BUF: usize = 256 << 10;
 /// Replies are written out once this many bytes are buffered.
 const FLUSH_BYTES: usize = 64 << 10;
+/// A pipelined write batch is proposed once it holds this many writes...
+const MAX_BATCH_WRITES: usize = 512;
+/// ...or this many bytes of arguments, so one log entry stays small.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 enum Slot {
     Ready(Frame),
     Write(InFlightWrite),
+    /// One log entry holding several pipelined writes; one reply per part.
+    WriteBatch(InFlightWrite, Vec<BatchPart>),
     Forwarded,
+}
+
+/// A write waiting in the connection's batch, or a part of a proposed batch.
+struct BatchPart {
+    cmd: &'static str,
+    started: Instant,
+}
+
+/// A write collected for the next batch, with its arguments in case the batch
+/// must be forwarded after all (leadership moved before it was proposed).
+struct BatchedWrite {
+    op: Operation,
+    args: Vec<Bytes>,
+    part: BatchPart,
 }
 
 struct Pending {
@@ -61,6 +87,9 @@ struct Connection {
     forwards: usize,
     upstream: Option<Upstream>,
     out: BytesMut,
+    /// Leader-local writes not yet proposed; see the module docs.
+    batch: Vec<BatchedWrite>,
+    batch_bytes: usize,
 }
 
 /// Serves one client connection until it closes.
@@ -80,6 +109,8 @@ pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAd
         forwards: 0,
         upstream: None,
         out: BytesMut::new(),
+        batch: Vec::new(),
+        batch_bytes: 0,
     };
     ctx.clients().insert(id, conn.session.info.clone());
     ctx.metrics.connections.inc();
@@ -105,6 +136,7 @@ impl Connection {
                         // an anonymous client cannot make the server buffer much.
                         decoder.set_authenticated(self.session.authenticated);
                         if self.session.quit {
+                            self.flush_batch().await;
                             self.drain().await;
                             wr.write_all(&self.out).await?;
                             return Ok(());
@@ -117,6 +149,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(e) => {
                         // The stream cannot be resynchronised: reply, then close (as Redis does).
+                        self.flush_batch().await;
                         self.drain().await;
                         encode(&e.reply(), self.session.info.protocol, &mut self.out);
                         wr.write_all(&self.out).await?;
@@ -124,6 +157,7 @@ impl Connection {
                     }
                 }
             }
+            self.flush_batch().await;
             self.drain().await;
             if !self.out.is_empty() {
                 wr.write_all(&self.out).await?;
@@ -138,9 +172,12 @@ impl Connection {
         }
     }
 
+    /// Queues a reply slot. Every caller flushes the write batch first, so
+    /// slots are queued in the client's order.
     fn push(&mut self, slot: Slot, cmd: &'static str, started: Instant) {
+        debug_assert!(self.batch.is_empty(), "a slot was queued ahead of batched writes");
         match slot {
-            Slot::Write(_) => self.local_writes += 1,
+            Slot::Write(_) | Slot::WriteBatch(..) => self.local_writes += 1,
             Slot::Forwarded => self.forwards += 1,
             Slot::Ready(_) => {}
         }
@@ -150,6 +187,7 @@ impl Connection {
     async fn dispatch(&mut self, args: Vec<Bytes>) {
         let started = Instant::now();
         if args.len() == 1 && args[0].eq_ignore_ascii_case(FORWARDED_MARKER) {
+            self.flush_batch().await;
             self.session.forwarded = true;
             self.push(Slot::Ready(Frame::ok()), "seshat.forwarded", started);
             return;
@@ -157,11 +195,16 @@ impl Connection {
         let spec = commands::lookup(&args[0]);
         let name = spec.map_or("unknown", |s| s.name);
         if !self.session.authenticated && !Session::allowed_unauthenticated(name) {
+            self.flush_batch().await;
             self.push(Slot::Ready(Frame::Error("NOAUTH Authentication required.".into())), name, started);
             return;
         }
         let now = now_ms();
-        match commands::parse(&args, &self.ctx.kv.config().limits, now) {
+        let parsed = commands::parse(&args, &self.ctx.kv.config().limits, now);
+        if !matches!(parsed, Ok(Parsed::Write(_))) {
+            self.flush_batch().await;
+        }
+        match parsed {
             Err(e) => self.push(Slot::Ready(e.to_frame()), name, started),
             Ok(Parsed::Connection(spec)) => {
                 let reply = self.session.execute(&self.ctx, spec.name, &args);
@@ -183,10 +226,19 @@ impl Connection {
         if !needs_leader || kv.node().is_leader() {
             let result = match op {
                 Op::Write(cmd, at_ms) => {
-                    if self.forwards > 0 {
+                    if self.batch.is_empty() && self.forwards > 0 {
                         self.drain().await;
                     }
-                    kv.submit_write(cmd, at_ms).await.map(Slot::Write)
+                    self.batch_bytes += args.iter().map(Bytes::len).sum::<usize>();
+                    self.batch.push(BatchedWrite {
+                        op: Operation { at_ms, cmd },
+                        args,
+                        part: BatchPart { cmd: name, started },
+                    });
+                    if self.batch.len() >= MAX_BATCH_WRITES || self.batch_bytes >= MAX_BATCH_BYTES {
+                        self.flush_batch().await;
+                    }
+                    return;
                 }
                 Op::Read(cmd) => {
                     self.drain().await;
@@ -201,8 +253,50 @@ impl Connection {
                 Err(e) => return self.push(Slot::Ready(e.to_frame()), name, started),
             }
         }
+        self.flush_batch().await;
         let slot = self.route_to_leader(&args).await;
         self.push(slot, name, started);
+    }
+
+    /// Proposes the collected writes: one plain entry for a single write,
+    /// one [`WriteCmd::Batch`] entry for several.
+    async fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.batch_bytes = 0;
+        let (mut ops, held): (Vec<Operation>, Vec<(Vec<Bytes>, BatchPart)>) =
+            std::mem::take(&mut self.batch).into_iter().map(|w| (w.op, (w.args, w.part))).unzip();
+        let kv = self.ctx.kv.clone();
+        let submitted = if ops.len() == 1 {
+            let op = ops.pop().expect("one write");
+            kv.submit_write(op.cmd, op.at_ms).await.map(|write| (write, None))
+        } else {
+            let at_ms = ops[0].at_ms;
+            kv.submit_write(WriteCmd::Batch { ops }, at_ms).await.map(|write| (write, Some(())))
+        };
+        match submitted {
+            Ok((write, None)) => self.push(Slot::Write(write), held[0].1.cmd, held[0].1.started),
+            Ok((write, Some(()))) => {
+                let started = held[0].1.started;
+                let parts = held.into_iter().map(|(_, part)| part).collect();
+                self.push(Slot::WriteBatch(write, parts), "batch", started);
+            }
+            // Leadership moved before the proposal; nothing was appended, so
+            // sending each write to the new leader, in order, is safe.
+            Err(KvServiceError::NotLeader { .. }) => {
+                for (args, part) in held {
+                    let slot = self.route_to_leader(&args).await;
+                    self.push(slot, part.cmd, part.started);
+                }
+            }
+            Err(e) => {
+                let frame = e.to_frame();
+                for (_, part) in held {
+                    self.push(Slot::Ready(frame.clone()), part.cmd, part.started);
+                }
+            }
+        }
     }
 
     async fn route_to_leader(&mut self, args: &[Bytes]) -> Slot {
@@ -244,14 +338,33 @@ impl Connection {
         Slot::Forwarded
     }
 
-    /// Resolves every pending slot in order and encodes the replies.
+    /// Resolves every pending slot in order and encodes the replies. The
+    /// write batch must have been flushed (else its replies would be missed).
     async fn drain(&mut self) {
+        debug_assert!(self.batch.is_empty(), "drain with writes still batched");
         while let Some(p) = self.queue.pop_front() {
             let frame = match p.slot {
                 Slot::Ready(f) => f,
                 Slot::Write(w) => {
                     self.local_writes -= 1;
                     KvService::finish_write(w).await.unwrap_or_else(|e| e.to_frame())
+                }
+                Slot::WriteBatch(w, parts) => {
+                    self.local_writes -= 1;
+                    let replies = match KvService::finish_write(w).await {
+                        Ok(Frame::Array(replies)) if replies.len() == parts.len() => replies,
+                        Ok(other) => {
+                            tracing::error!(reply = ?other, "a write batch replied with the wrong shape");
+                            vec![Frame::Error("ERR internal error: malformed batch reply".into()); parts.len()]
+                        }
+                        Err(e) => vec![e.to_frame(); parts.len()],
+                    };
+                    for (frame, part) in replies.into_iter().zip(parts) {
+                        let ok = !matches!(frame, Frame::Error(_));
+                        self.ctx.metrics.observe_command(part.cmd, ok, part.started.elapsed());
+                        encode(&frame, p.protocol, &mut self.out);
+                    }
+                    continue;
                 }
                 Slot::Forwarded => {
                     self.forwards -= 1;

@@ -95,18 +95,24 @@ impl SnapshotDir {
         Ok(best)
     }
 
-    /// Writes `store` with `meta` to a new snapshot file and makes it the latest.
-    pub fn build(&self, meta: &SnapshotMeta, store: &Store) -> io::Result<PathBuf> {
+    /// Writes `store` with `meta` to a temporary file, not yet durable: the
+    /// part of building a snapshot that needs the state held still. Then
+    /// [`SnapshotDir::finish`] makes it durable and the latest.
+    pub fn write(&self, meta: &SnapshotMeta, store: &Store) -> io::Result<PathBuf> {
         let tmp = self.temp_path();
-        {
-            let f = OpenOptions::new().create_new(true).write(true).open(&tmp)?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            write_header(&mut w, meta)?;
-            store.write_snapshot(&mut w)?;
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-        }
-        self.promote(&tmp, meta)
+        let f = OpenOptions::new().create_new(true).write(true).open(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        write_header(&mut w, meta)?;
+        store.write_snapshot(&mut w)?;
+        w.flush()?;
+        Ok(tmp)
+    }
+
+    /// Fsyncs the file written by [`SnapshotDir::write`] and makes it the
+    /// latest snapshot.
+    pub fn finish(&self, tmp: &Path, meta: &SnapshotMeta) -> io::Result<PathBuf> {
+        File::open(tmp)?.sync_all()?;
+        self.promote(tmp, meta)
     }
 
     /// Moves a complete, fsynced temporary snapshot into place and deletes older ones.

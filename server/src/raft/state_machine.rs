@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
@@ -88,12 +88,31 @@ impl StateMachine {
     }
 
     /// Read access to the applied state.
+    ///
+    /// Uncontended, this is a plain lock. While a snapshot build holds the
+    /// lock and an apply waits for it, a new reader waits too; it then blocks
+    /// through [`block_in_place`], so that the async runtime keeps running
+    /// Raft heartbeats instead of every worker thread sleeping on the lock
+    /// (which let followers time out and elect a new leader under load).
     pub fn read(&self) -> RwLockReadGuard<'_, SmData> {
-        self.shared.data.read().expect("state machine lock poisoned")
+        match self.shared.data.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => {
+                block_in_place(|| self.shared.data.read().expect("state machine lock poisoned"))
+            }
+            Err(TryLockError::Poisoned(_)) => panic!("state machine lock poisoned"),
+        }
     }
 
+    /// Write access, with the same care for the runtime as [`StateMachine::read`].
     fn write(&self) -> RwLockWriteGuard<'_, SmData> {
-        self.shared.data.write().expect("state machine lock poisoned")
+        match self.shared.data.try_write() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => {
+                block_in_place(|| self.shared.data.write().expect("state machine lock poisoned"))
+            }
+            Err(TryLockError::Poisoned(_)) => panic!("state machine lock poisoned"),
+        }
     }
 
     /// Snapshot counters.
@@ -206,12 +225,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let started = Instant::now();
             // Serializing under the read lock gives a consistent cut at
             // `last_applied`; reads go on meanwhile, applies wait.
-            let (meta, path) = {
+            let (meta, unsynced) = {
                 let d = this.read();
                 let meta = SnapshotMeta { last_log_id: d.last_applied, last_membership: d.membership.clone() };
-                let path = this.shared.snapshots.build(&meta, &d.store)?;
-                (meta, path)
+                let unsynced = this.shared.snapshots.write(&meta, &d.store)?;
+                (meta, unsynced)
             };
+            // The fsync needs no consistent cut: applies resume before it.
+            let path = this.shared.snapshots.finish(&unsynced, &meta)?;
             let file = SnapshotFile::open(path.clone())?;
             let size = file.len()?;
             let stats = &this.shared.stats;
@@ -224,6 +245,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io::Error::other)?
+    }
+}
+
+/// Runs `f`, which may block, without stalling the async runtime: on a
+/// multi-threaded runtime's worker it hands the worker's other tasks to
+/// another thread first; elsewhere (a blocking thread, a test runtime) it
+/// just runs `f`.
+fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

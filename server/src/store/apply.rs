@@ -97,6 +97,7 @@ impl Store {
                 }
                 Frame::Integer(removed)
             }
+            WriteCmd::Batch { ops } => Frame::Array(ops.iter().map(|op| self.apply(op)).collect()),
         }
     }
 

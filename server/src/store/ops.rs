@@ -184,6 +184,14 @@ pub enum WriteCmd {
         /// Candidate keys, from [`Store::expired_keys`](super::Store::expired_keys).
         keys: Vec<Bytes>,
     },
+    /// Consecutive writes pipelined by one client, proposed as one log entry
+    /// so that a pipeline of N writes costs one entry, not N. Applied in
+    /// order, each at its own time, exactly as N entries would be; replies
+    /// an array of the N replies. Clients never send this: connections build it.
+    Batch {
+        /// The writes, in the client's order.
+        ops: Vec<Operation>,
+    },
 }
 
 impl WriteCmd {
@@ -206,6 +214,7 @@ impl WriteCmd {
             WriteCmd::Rename { .. } => "rename",
             WriteCmd::FlushAll => "flushall",
             WriteCmd::ExpireKeys { .. } => "expire-sweep",
+            WriteCmd::Batch { .. } => "batch",
         }
     }
 
@@ -226,6 +235,7 @@ impl WriteCmd {
             WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().collect(),
             WriteCmd::Rename { src, dst, .. } => vec![src, dst],
             WriteCmd::FlushAll => Vec::new(),
+            WriteCmd::Batch { ops } => ops.iter().flat_map(|op| op.cmd.keys()).collect(),
         }
     }
 }

@@ -287,6 +287,7 @@ fn wire_format_of_operations_round_trips() {
             },
         ),
         op(5, WriteCmd::ExpireKeys { keys: vec![b("x")] }),
+        op(6, WriteCmd::Batch { ops: vec![op(6, WriteCmd::Del { keys: vec![b("x")] }), op(7, WriteCmd::FlushAll)] }),
     ];
     for operation in ops {
         let bytes = bincode::serde::encode_to_vec(&operation, bincode::config::standard()).unwrap();
@@ -294,6 +295,34 @@ fn wire_format_of_operations_round_trips() {
             bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
         assert_eq!(back, operation);
     }
+}
+
+#[test]
+fn a_batch_applies_in_order_each_at_its_own_time_and_replies_per_write() {
+    let mut store = Store::new();
+    let batch = WriteCmd::Batch {
+        ops: vec![
+            op(10, set("k", "1", SetTtl::At(15))),
+            op(11, WriteCmd::IncrBy { key: b("k"), delta: 1 }),
+            op(12, WriteCmd::Append { key: b("k"), value: b("x"), max_len: 1 << 20 }),
+            op(13, WriteCmd::IncrBy { key: b("k"), delta: 1 }),
+            op(20, set("t", "v", SetTtl::Clear)),
+        ],
+    };
+    let reply = store.apply(&op(10, batch));
+    assert_eq!(
+        reply,
+        Frame::Array(vec![
+            Frame::ok(),
+            Frame::Integer(2),
+            Frame::Integer(2),
+            Frame::Error("ERR value is not an integer or out of range".into()),
+            Frame::ok(),
+        ])
+    );
+    // The last write ran at its own time (20), after k's TTL (15) passed.
+    assert_eq!(get(&store, "k", 20), None);
+    assert_eq!(get(&store, "t", 20).as_deref(), Some(&b"v"[..]));
 }
 
 #[path = "model_tests.rs"]
