@@ -23,12 +23,3 @@ pub mod raft;
 pub mod resp;
 pub mod server;
 pub mod store;
-
-/// The allocator every Seshat server binary installs as `#[global_allocator]`
-/// (jemalloc: under write load glibc malloc spent ~7% of the leader's CPU in
-/// fragmentation bookkeeping, and Redis, our yardstick for memory per key,
-/// uses jemalloc too).
-pub type Allocator = tikv_jemallocator::Jemalloc;
-
-/// The value to install: `#[global_allocator] static GLOBAL: seshat_server::Allocator = seshat_server::ALLOCATOR;`
-pub const ALLOCATOR: Allocator = tikv_jemallocator::Jemalloc;

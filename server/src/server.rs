@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +27,14 @@ const MAX_REQUEST_BYTES: usize = 64 << 20;
 const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// Keys deleted per sweep entry (bounds one log entry's size).
 const EXPIRY_SWEEP_BATCH: usize = 512;
-/// A snapshot is forced once the log held in memory exceeds this, whatever
-/// the entry count: it bounds memory and restart time for large values.
-const SNAPSHOT_LOG_BYTES: usize = 256 << 20;
+/// A snapshot is forced once the log held in memory exceeds both this and a
+/// quarter of the last snapshot's size, whatever the entry count. Entry count
+/// alone cannot bound memory: one pipelined batch entry may hold hundreds of
+/// writes. Relative to the snapshot, a snapshot's cost stays proportional to
+/// the log it retires (as Redis's AOF rewrite is triggered by growth).
+const SNAPSHOT_LOG_MIN_BYTES: u64 = 8 << 20;
+/// Longest the size trigger waits for the snapshot it asked for.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
 
 /// Settings of one server process (see `seshat serve --help`).
 #[derive(Debug, Clone)]
@@ -219,13 +225,24 @@ async fn snapshot_by_size(node: Arc<RaftNode>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if node.log_held_bytes() > SNAPSHOT_LOG_BYTES {
-            tracing::info!(bytes = node.log_held_bytes(), "log held in memory is large; building a snapshot");
-            if let Err(e) = node.snapshot().await {
-                tracing::warn!(error = %e, "snapshot by size failed");
+        let stats = node.state_machine().stats();
+        let threshold = SNAPSHOT_LOG_MIN_BYTES.max(stats.last_size_bytes.load(Ordering::Relaxed) / 4);
+        let held = node.log_held_bytes() as u64;
+        if held <= threshold {
+            continue;
+        }
+        tracing::info!(held, threshold, "log held in memory outgrew the snapshot; building a snapshot");
+        let built_before = stats.built.load(Ordering::Relaxed);
+        if let Err(e) = node.snapshot().await {
+            tracing::warn!(error = %e, "snapshot by size failed");
+        }
+        // The request only starts the build; wait for it before measuring again.
+        let deadline = tokio::time::Instant::now() + SNAPSHOT_WAIT;
+        while stats.built.load(Ordering::Relaxed) == built_before && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
-            // Give the build time to finish before checking again.
-            tokio::time::sleep(Duration::from_secs(10)).await;
         }
     }
 }

@@ -1,9 +1,6 @@
 //! The `seshat` server binary, rebuilt inside the test crate so that integration
 //! tests can name it with `env!("CARGO_BIN_EXE_seshat-node")`.
 
-#[global_allocator]
-static GLOBAL: seshat_server::Allocator = seshat_server::ALLOCATOR;
-
 fn main() -> std::process::ExitCode {
     seshat_server::cli::main()
 }
