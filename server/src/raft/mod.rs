@@ -16,6 +16,7 @@ pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod node;
+mod read_batch;
 pub mod snapshot;
 pub mod state_machine;
 

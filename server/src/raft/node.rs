@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::log_store::{read_checked, write_atomic, LogStore, WriterStatus};
 use super::network::{serve_raft, NetworkFactory};
+use super::read_batch::ReadBatcher;
 use super::state_machine::StateMachine;
 use super::{NodeAddr, NodeId, Raft, TypeConfig};
 use crate::resp::Frame;
@@ -142,6 +143,21 @@ impl From<RaftError<TypeConfig, LinearizableReadError<TypeConfig>>> for RaftNode
     }
 }
 
+impl RaftNodeError {
+    /// A copy of a read-barrier outcome for each read that shared the round.
+    /// The variants a barrier produces are copied exactly; any other is
+    /// reported by its message.
+    pub(crate) fn duplicate(&self) -> RaftNodeError {
+        match self {
+            RaftNodeError::NotLeader { leader_id, leader } => {
+                RaftNodeError::NotLeader { leader_id: *leader_id, leader: leader.clone() }
+            }
+            RaftNodeError::NoQuorum(m) => RaftNodeError::NoQuorum(m.clone()),
+            other => RaftNodeError::Fatal(other.to_string()),
+        }
+    }
+}
+
 /// A pending write: resolves to the reply once the entry is applied.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<TypeConfig>>;
 
@@ -165,6 +181,8 @@ pub struct RaftNode {
     log: LogStore,
     shutdown: CancellationToken,
     recovered: Arc<AtomicBool>,
+    read_index_reads: Arc<ReadBatcher>,
+    lease_reads: Arc<ReadBatcher>,
 }
 
 /// Marks the node recovered once its state machine has re-applied everything
@@ -277,7 +295,22 @@ impl RaftNode {
         let applied = state_machine.read().last_applied;
         tracing::info!(node_id = id, applied = ?applied.map(|l| l.index), addr = ?cfg.advertise, "raft node started");
 
-        Ok(Arc::new(RaftNode { id, addr: cfg.advertise, raft, state_machine, log, shutdown, recovered }))
+        let read_index_reads = Arc::new(ReadBatcher::default());
+        tokio::spawn(read_index_reads.clone().run(raft.clone(), ReadPolicy::ReadIndex, shutdown.clone()));
+        let lease_reads = Arc::new(ReadBatcher::default());
+        tokio::spawn(lease_reads.clone().run(raft.clone(), ReadPolicy::LeaseRead, shutdown.clone()));
+
+        Ok(Arc::new(RaftNode {
+            id,
+            addr: cfg.advertise,
+            raft,
+            state_machine,
+            log,
+            shutdown,
+            recovered,
+            read_index_reads,
+            lease_reads,
+        }))
     }
 
     /// True once the state machine holds at least everything the cluster had
@@ -373,13 +406,12 @@ impl RaftNode {
 
     /// Waits until a read started now would observe every write acknowledged
     /// before now (linearizable), using `barrier`.
+    /// Concurrent reads share barrier rounds (see [`ReadBatcher`]).
     pub async fn read_barrier(&self, barrier: ReadBarrier) -> Result<(), RaftNodeError> {
-        let policy = match barrier {
-            ReadBarrier::ReadIndex => ReadPolicy::ReadIndex,
-            ReadBarrier::Lease => ReadPolicy::LeaseRead,
-        };
-        self.raft.ensure_linearizable(policy).await?;
-        Ok(())
+        match barrier {
+            ReadBarrier::ReadIndex => self.read_index_reads.barrier().await,
+            ReadBarrier::Lease => self.lease_reads.barrier().await,
+        }
     }
 
     /// Bootstraps a new cluster with `members` (this node alone when empty).
