@@ -268,16 +268,17 @@ impl Connection {
         let (mut ops, held): (Vec<Operation>, Vec<(Vec<Bytes>, BatchPart)>) =
             std::mem::take(&mut self.batch).into_iter().map(|w| (w.op, (w.args, w.part))).unzip();
         let kv = self.ctx.kv.clone();
+        // `(write, is_batch)`: a single write is proposed as itself.
         let submitted = if ops.len() == 1 {
             let op = ops.pop().expect("one write");
-            kv.submit_write(op.cmd, op.at_ms).await.map(|write| (write, None))
+            kv.submit_write(op.cmd, op.at_ms).await.map(|write| (write, false))
         } else {
             let at_ms = ops[0].at_ms;
-            kv.submit_write(WriteCmd::Batch { ops }, at_ms).await.map(|write| (write, Some(())))
+            kv.submit_write(WriteCmd::Batch { ops }, at_ms).await.map(|write| (write, true))
         };
         match submitted {
-            Ok((write, None)) => self.push(Slot::Write(write), held[0].1.cmd, held[0].1.started),
-            Ok((write, Some(()))) => {
+            Ok((write, false)) => self.push(Slot::Write(write), held[0].1.cmd, held[0].1.started),
+            Ok((write, true)) => {
                 let started = held[0].1.started;
                 let parts = held.into_iter().map(|(_, part)| part).collect();
                 self.push(Slot::WriteBatch(write, parts), "batch", started);
