@@ -223,7 +223,7 @@ pub fn load_or_create_node_id(dir: &Path, pinned: Option<NodeId>) -> Result<Node
         return Ok(found);
     }
     let id = pinned.unwrap_or_else(|| rand::rng().random_range(1..MAX_GENERATED_ID));
-    write_atomic(&path, id.to_string().as_bytes(), true)?;
+    write_atomic(&path, id.to_string().as_bytes())?;
     tracing::info!(node_id = id, dir = %dir.display(), "created node identity");
     Ok(id)
 }

@@ -10,25 +10,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Writes `payload` (prefixed with its CRC32) to `path` atomically.
-///
-/// With `durable == false` the data is not fsynced: use only for hints whose
-/// loss is harmless (e.g. the last known commit index).
-pub fn write_atomic(path: &Path, payload: &[u8], durable: bool) -> io::Result<()> {
+/// Writes `payload` (prefixed with its CRC32) to `path` atomically and durably.
+/// (The commit-index hint, which need not be durable, has its own cheaper file:
+/// see `hint.rs`.)
+pub fn write_atomic(path: &Path, payload: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
         f.write_all(&crc32fast::hash(payload).to_le_bytes())?;
         f.write_all(payload)?;
-        if durable {
-            f.sync_all()?;
-        }
+        f.sync_all()?;
     }
     fs::rename(&tmp, path)?;
-    if durable {
-        fsync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    }
-    Ok(())
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Reads a file written by [`write_atomic`]. `Ok(None)` when it does not exist;

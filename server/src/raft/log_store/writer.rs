@@ -113,14 +113,14 @@ impl Writer {
             WalCmd::Purge { upto, marker, done } => {
                 let path = self.purged_path.clone();
                 let r = self.retry_on_full(|w| {
-                    write_atomic(&path, &marker, true)?;
+                    write_atomic(&path, &marker)?;
                     w.wal.purge_upto(upto)
                 });
                 let _ = done.send(r);
             }
             WalCmd::SaveVote { payload, done } => {
                 let path = self.vote_path.clone();
-                let _ = done.send(self.retry_on_full(|_| write_atomic(&path, &payload, true)));
+                let _ = done.send(self.retry_on_full(|_| write_atomic(&path, &payload)));
             }
         }
         self.status.disk_bytes.store(self.wal.disk_bytes(), Ordering::Relaxed);
