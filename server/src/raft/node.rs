@@ -61,7 +61,7 @@ impl RaftNodeConfig {
             heartbeat: Duration::from_millis(60),
             election_timeout: Duration::from_millis(300),
             snapshot_every_entries: 100_000,
-            keep_entries_after_snapshot: 1_000,
+            keep_entries_after_snapshot: 100,
         }
     }
 }
