@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, LockResult, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError, TryLockResult};
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
@@ -95,24 +95,12 @@ impl StateMachine {
     /// Raft heartbeats instead of every worker thread sleeping on the lock
     /// (which let followers time out and elect a new leader under load).
     pub fn read(&self) -> RwLockReadGuard<'_, SmData> {
-        match self.shared.data.try_read() {
-            Ok(guard) => guard,
-            Err(TryLockError::WouldBlock) => {
-                block_in_place(|| self.shared.data.read().expect("state machine lock poisoned"))
-            }
-            Err(TryLockError::Poisoned(_)) => panic!("state machine lock poisoned"),
-        }
+        acquire(self.shared.data.try_read(), || self.shared.data.read())
     }
 
     /// Write access, with the same care for the runtime as [`StateMachine::read`].
     fn write(&self) -> RwLockWriteGuard<'_, SmData> {
-        match self.shared.data.try_write() {
-            Ok(guard) => guard,
-            Err(TryLockError::WouldBlock) => {
-                block_in_place(|| self.shared.data.write().expect("state machine lock poisoned"))
-            }
-            Err(TryLockError::Poisoned(_)) => panic!("state machine lock poisoned"),
-        }
+        acquire(self.shared.data.try_write(), || self.shared.data.write())
     }
 
     /// Snapshot counters.
@@ -245,6 +233,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io::Error::other)?
+    }
+}
+
+/// The guard from `attempt`, or, if the lock is held, from `wait` run through
+/// [`block_in_place`]. A poisoned lock means a panic mid-apply: the state can
+/// no longer be trusted, so this panics too.
+fn acquire<G>(attempt: TryLockResult<G>, wait: impl FnOnce() -> LockResult<G>) -> G {
+    const POISONED: &str = "state machine lock poisoned";
+    match attempt {
+        Ok(guard) => guard,
+        Err(TryLockError::WouldBlock) => block_in_place(|| wait().expect(POISONED)),
+        Err(TryLockError::Poisoned(_)) => panic!("{POISONED}"),
     }
 }
 
