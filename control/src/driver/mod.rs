@@ -114,17 +114,12 @@ impl<W: Workload> Driver<W> {
         while let Some(joined) = probes.join_next().await {
             // A panicking probe task is a bug in reqwest/serde, not an observation.
             let (ordinal, status, ready) = joined.expect("probe task panicked");
-            if let Some(slot) = slots.iter_mut().find(|s| s.ordinal == ordinal) {
+            // `slots` was built from `ws.slots` in order: zip pairs each with its source.
+            if let Some((slot, w)) = slots.iter_mut().zip(&ws.slots).find(|(s, _)| s.ordinal == ordinal) {
                 match status {
                     Ok(st) => {
                         slot.status = Some(st);
-                        let workload_ready = ws
-                            .slots
-                            .iter()
-                            .find(|w| w.ordinal == ordinal)
-                            .and_then(|w| w.workload_ready)
-                            .unwrap_or(true);
-                        slot.ready = ready && workload_ready;
+                        slot.ready = ready && w.workload_ready.unwrap_or(true);
                     }
                     Err(e) => tracing::debug!(ordinal, error = %e, "node did not answer"),
                 }
