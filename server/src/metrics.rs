@@ -64,6 +64,10 @@ struct RaftGauges {
     snapshots_installed: Gauge,
     log_fsyncs: Gauge,
     log_entries_synced: Gauge,
+    write_entries_proposed: Gauge,
+    writes_proposed: Gauge,
+    read_barrier_rounds: Gauge,
+    reads_barriered: Gauge,
     log_disk_bytes: Gauge,
     disk_full: Gauge,
     keys: Gauge,
@@ -136,6 +140,18 @@ impl Metrics {
             raft.log_fsyncs.clone(),
         );
         r.register("log_entries_synced", "Log entries made durable", raft.log_entries_synced.clone());
+        r.register(
+            "write_entries_proposed",
+            "Log entries proposed for client writes (coalescing: fewer than writes)",
+            raft.write_entries_proposed.clone(),
+        );
+        r.register("writes_proposed", "Client writes proposed", raft.writes_proposed.clone());
+        r.register(
+            "read_barrier_rounds",
+            "Read-barrier rounds run (sharing: fewer than reads)",
+            raft.read_barrier_rounds.clone(),
+        );
+        r.register("reads_barriered", "Reads answered by read-barrier rounds", raft.reads_barriered.clone());
         r.register("log_disk_bytes", "Bytes of WAL on disk", raft.log_disk_bytes.clone());
         r.register("disk_full", "1 while log writes fail for lack of space", raft.disk_full.clone());
         r.register("keys", "Keys in the applied state", raft.keys.clone());
@@ -188,6 +204,12 @@ impl Metrics {
         g.log_fsyncs.set(log.fsyncs.load(Ordering::Relaxed) as i64);
         g.log_entries_synced.set(log.entries_synced.load(Ordering::Relaxed) as i64);
         g.log_disk_bytes.set(log.disk_bytes.load(Ordering::Relaxed) as i64);
+        let writes = node.write_batching();
+        g.write_entries_proposed.set(writes.rounds.load(Ordering::Relaxed) as i64);
+        g.writes_proposed.set(writes.requests.load(Ordering::Relaxed) as i64);
+        let reads = node.read_batching();
+        g.read_barrier_rounds.set(reads.iter().map(|c| c.rounds.load(Ordering::Relaxed) as i64).sum());
+        g.reads_barriered.set(reads.iter().map(|c| c.requests.load(Ordering::Relaxed) as i64).sum());
         g.disk_full.set(i64::from(log.disk_full.load(Ordering::Relaxed)));
         g.keys.set(node.state_machine().read().store.len() as i64);
     }

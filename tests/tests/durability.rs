@@ -96,6 +96,14 @@ fn newest_segment(dir: &Path) -> PathBuf {
     wal_segments(dir).pop().unwrap_or_else(|| panic!("no wal-*.log under {}", dir.display()))
 }
 
+/// Where a segment's records end: the WAL reserves zeroed space past them,
+/// so the file's length is not the end of the log. (A record ending in zero
+/// bytes makes this a few bytes short, which is still inside that record.)
+fn records_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).expect("read segment");
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p as u64 + 1)
+}
+
 fn flip_byte(path: &Path, offset: u64) {
     let mut bytes = std::fs::read(path).expect("read segment");
     let i = offset as usize;
@@ -149,7 +157,7 @@ async fn damaged_follower_log_is_detected_and_never_serves_wrong_data() {
     // 1. Torn tail: the last bytes of the newest segment are gone.
     c.kill(f).unwrap();
     let seg = newest_segment(&c.node(f).data_dir);
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let len = records_end(&seg);
     std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 5).unwrap();
     c.spawn(f).unwrap();
     let exit = c.wait_up_or_exit(f, Duration::from_secs(30)).await.expect("up or exit");
@@ -162,7 +170,7 @@ async fn damaged_follower_log_is_detected_and_never_serves_wrong_data() {
     let f = (leader + 1) % c.len();
     c.kill(f).unwrap();
     let seg = wal_segments(&c.node(f).data_dir).remove(0);
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let len = records_end(&seg);
     flip_byte(&seg, len / 2);
     c.spawn(f).unwrap();
     match c.wait_up_or_exit(f, Duration::from_secs(30)).await.expect("up or exit") {
@@ -197,7 +205,7 @@ async fn single_node_damaged_tail_serves_a_clean_prefix() {
     c.kill(0).unwrap();
     // Damage inside the last record (its payload ends the file).
     let seg = newest_segment(&c.node(0).data_dir);
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let len = records_end(&seg);
     flip_byte(&seg, len - 3);
     c.spawn(0).unwrap();
     if let Some(status) = c.wait_up_or_exit(0, Duration::from_secs(30)).await.expect("up or exit") {

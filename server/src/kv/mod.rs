@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use error::KvServiceError;
 
 use crate::commands::{self, ReadCmd};
-use crate::raft::node::{PendingWrite, ReadBarrier};
+use crate::raft::node::ReadBarrier;
+use crate::raft::write_batch::PendingWrite;
 use crate::raft::{RaftNode, RaftNodeError};
 use crate::resp::Frame;
 use crate::store::{Operation, WriteCmd};
@@ -115,7 +116,7 @@ impl KvService {
         if self.node.log_status().disk_full.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(KvServiceError::DiskFull);
         }
-        let pending = self.node.submit(Operation { at_ms, cmd }).await?;
+        let pending = self.node.submit(Operation { at_ms, cmd })?;
         Ok(InFlightWrite { pending, timeout: self.cfg.write_timeout })
     }
 

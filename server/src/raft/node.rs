@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
-use openraft::impls::ProgressResponder;
 use openraft::{ChangeMembers, Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -21,7 +20,8 @@ use super::log_store::{read_checked, write_atomic, LogStore, WriterStatus};
 use super::network::{serve_raft, NetworkFactory};
 use super::read_batch::ReadBatcher;
 use super::state_machine::StateMachine;
-use super::{NodeAddr, NodeId, Raft, TypeConfig};
+use super::write_batch::{PendingWrite, WriteBatcher};
+use super::{BatchCounters, NodeAddr, NodeId, Raft, TypeConfig};
 use crate::resp::Frame;
 use crate::store::Operation;
 
@@ -109,7 +109,7 @@ pub enum RaftNodeError {
     },
 }
 
-fn not_leader(f: ForwardToLeader<TypeConfig>) -> RaftNodeError {
+pub(crate) fn not_leader(f: ForwardToLeader<TypeConfig>) -> RaftNodeError {
     RaftNodeError::NotLeader { leader_id: f.leader_id, leader: f.leader_node }
 }
 
@@ -144,22 +144,21 @@ impl From<RaftError<TypeConfig, LinearizableReadError<TypeConfig>>> for RaftNode
 }
 
 impl RaftNodeError {
-    /// A copy of a read-barrier outcome for each read that shared the round.
-    /// The variants a barrier produces are copied exactly; any other is
-    /// reported by its message.
+    /// A copy of a shared outcome (a read-barrier round, a coalesced write
+    /// batch) for each request that shared it. The variants those produce are
+    /// copied exactly; any other is reported by its message.
     pub(crate) fn duplicate(&self) -> RaftNodeError {
         match self {
             RaftNodeError::NotLeader { leader_id, leader } => {
                 RaftNodeError::NotLeader { leader_id: *leader_id, leader: leader.clone() }
             }
             RaftNodeError::NoQuorum(m) => RaftNodeError::NoQuorum(m.clone()),
+            RaftNodeError::Indeterminate => RaftNodeError::Indeterminate,
+            RaftNodeError::Membership(m) => RaftNodeError::Membership(m.clone()),
             other => RaftNodeError::Fatal(other.to_string()),
         }
     }
 }
-
-/// A pending write: resolves to the reply once the entry is applied.
-pub type PendingWrite = tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<TypeConfig>>;
 
 /// How a read makes sure it observes every write acknowledged before it began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +182,7 @@ pub struct RaftNode {
     recovered: Arc<AtomicBool>,
     read_index_reads: Arc<ReadBatcher>,
     lease_reads: Arc<ReadBatcher>,
+    writes: WriteBatcher,
 }
 
 /// Marks the node recovered once its state machine has re-applied everything
@@ -299,6 +299,7 @@ impl RaftNode {
         tokio::spawn(read_index_reads.clone().run(raft.clone(), ReadPolicy::ReadIndex, shutdown.clone()));
         let lease_reads = Arc::new(ReadBatcher::default());
         tokio::spawn(lease_reads.clone().run(raft.clone(), ReadPolicy::LeaseRead, shutdown.clone()));
+        let writes = WriteBatcher::start(raft.clone(), shutdown.clone());
 
         Ok(Arc::new(RaftNode {
             id,
@@ -310,6 +311,7 @@ impl RaftNode {
             recovered,
             read_index_reads,
             lease_reads,
+            writes,
         }))
     }
 
@@ -349,6 +351,16 @@ impl RaftNode {
         self.log.held_bytes()
     }
 
+    /// Read-barrier rounds (ReadIndex and lease) and the reads they answered.
+    pub fn read_batching(&self) -> [&BatchCounters; 2] {
+        [&self.read_index_reads.counters, &self.lease_reads.counters]
+    }
+
+    /// Entries proposed by the write coalescer and the writes they carried.
+    pub fn write_batching(&self) -> &BatchCounters {
+        &self.writes.counters
+    }
+
     /// Latest Raft metrics.
     pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
@@ -375,32 +387,29 @@ impl RaftNode {
         self.raft.metrics().borrow_watched().state
     }
 
-    /// Hands a write to the Raft core without waiting for it to commit.
+    /// Hands a write to the Raft core without waiting for it to commit. It
+    /// may share a log entry with other clients' concurrent writes (see
+    /// [`super::write_batch`]).
     ///
-    /// Writes submitted in order on one task are appended in that order, which
-    /// lets a pipelining client have many writes in flight (group commit) while
-    /// its replies still come back in order.
-    pub async fn submit(&self, op: Operation) -> Result<PendingWrite, RaftNodeError> {
+    /// Writes submitted in order are appended in that order, which lets a
+    /// pipelining client have many writes in flight (group commit) while its
+    /// replies still come back in order. `NotLeader` here means nothing was
+    /// appended, so the write may be routed to the leader.
+    pub fn submit(&self, op: Operation) -> Result<PendingWrite, RaftNodeError> {
         if let Err(f) = self.raft.as_leader() {
             return Err(not_leader(f));
         }
-        let (responder, rx) = ProgressResponder::complete_only();
-        self.raft.write(op).responder(responder).await.map_err(|f| RaftNodeError::Fatal(f.to_string()))?;
-        Ok(rx)
+        Ok(self.writes.submit(op))
     }
 
     /// Waits for a submitted write's reply.
     pub async fn finish(pending: PendingWrite) -> Result<Frame, RaftNodeError> {
-        match pending.await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(RaftNodeError::Indeterminate),
-        }
+        pending.await.unwrap_or(Err(RaftNodeError::Indeterminate))
     }
 
     /// Proposes a write and waits until it is applied.
     pub async fn propose(&self, op: Operation) -> Result<Frame, RaftNodeError> {
-        let pending = self.submit(op).await?;
+        let pending = self.submit(op)?;
         Self::finish(pending).await
     }
 
@@ -462,13 +471,21 @@ impl RaftNode {
     /// error (storage failure, panic). The process must then exit: a node whose
     /// core is dead would otherwise keep reporting its last role forever.
     pub async fn fatal_error(&self) -> String {
-        let mut rx = self.raft.metrics();
+        // Waits on the server-metrics channel, which changes only with role,
+        // leader or membership, and closes when the core task ends. The full
+        // metrics channel (which carries `running_state`) is re-sent on every
+        // commit: a waiter there cost a thread wake-up per write.
+        let all = self.raft.metrics();
+        let mut server = self.raft.server_metrics();
         loop {
-            if let Err(fatal) = &rx.borrow_watched().running_state {
+            if let Err(fatal) = &all.borrow_watched().running_state {
                 return fatal.to_string();
             }
-            if rx.changed().await.is_err() {
-                return "raft metrics channel closed".to_string();
+            if server.changed().await.is_err() {
+                if let Err(fatal) = &all.borrow_watched().running_state {
+                    return fatal.to_string();
+                }
+                return "raft core task ended".to_string();
             }
         }
     }

@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::node::RaftNodeError;
-use super::Raft;
+use super::{BatchCounters, Raft};
 
 type Waiter = oneshot::Sender<Result<(), RaftNodeError>>;
 
@@ -27,6 +27,8 @@ type Waiter = oneshot::Sender<Result<(), RaftNodeError>>;
 pub(crate) struct ReadBatcher {
     waiting: Mutex<Vec<Waiter>>,
     wake: Notify,
+    /// Rounds run, and the reads they answered.
+    pub(crate) counters: BatchCounters,
 }
 
 impl ReadBatcher {
@@ -52,6 +54,7 @@ impl ReadBatcher {
                 if batch.is_empty() {
                     break;
                 }
+                self.counters.record(batch.len());
                 let result = raft.ensure_linearizable(policy.clone()).await.map(|_| ()).map_err(RaftNodeError::from);
                 for waiter in batch {
                     let _ = waiter.send(result.as_ref().map(|_| ()).map_err(RaftNodeError::duplicate));

@@ -184,10 +184,11 @@ pub enum WriteCmd {
         /// Candidate keys, from [`Store::expired_keys`](super::Store::expired_keys).
         keys: Vec<Bytes>,
     },
-    /// Consecutive writes pipelined by one client, proposed as one log entry
-    /// so that a pipeline of N writes costs one entry, not N. Applied in
-    /// order, each at its own time, exactly as N entries would be; replies
-    /// an array of the N replies. Clients never send this: connections build it.
+    /// Writes proposed together as one log entry, so that N writes cost one
+    /// entry, not N: one client's pipeline (built by its connection), or the
+    /// concurrent writes of many clients (coalesced by the leader). Applied in
+    /// order, each at its own time, exactly as N entries would be; replies an
+    /// array of the N replies. Clients never send this.
     Batch {
         /// The writes, in the client's order.
         ops: Vec<Operation>,
@@ -215,6 +216,28 @@ impl WriteCmd {
             WriteCmd::FlushAll => "flushall",
             WriteCmd::ExpireKeys { .. } => "expire-sweep",
             WriteCmd::Batch { .. } => "batch",
+        }
+    }
+
+    /// Bytes of keys and values the command carries: a cheap estimate of its
+    /// encoded size, used to bound how much is coalesced into one entry.
+    pub fn approx_len(&self) -> usize {
+        match self {
+            WriteCmd::Set { key, value, .. }
+            | WriteCmd::SetNx { key, value }
+            | WriteCmd::Append { key, value, .. }
+            | WriteCmd::SetRange { key, value, .. } => key.len() + value.len(),
+            WriteCmd::GetDel { key }
+            | WriteCmd::GetEx { key, .. }
+            | WriteCmd::IncrBy { key, .. }
+            | WriteCmd::IncrByFloat { key, .. }
+            | WriteCmd::Expire { key, .. }
+            | WriteCmd::Persist { key } => key.len(),
+            WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().map(Bytes::len).sum(),
+            WriteCmd::Rename { src, dst, .. } => src.len() + dst.len(),
+            WriteCmd::FlushAll => 0,
+            WriteCmd::Batch { ops } => ops.iter().map(|op| op.cmd.approx_len()).sum(),
         }
     }
 
