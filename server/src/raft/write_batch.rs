@@ -111,7 +111,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        counters.record(batch.len());
+        counters.record(batch.iter().map(|p| p.op.cmd.write_count()).sum());
         propose(&raft, batch).await;
     }
     rx.close();

@@ -241,6 +241,14 @@ impl WriteCmd {
         }
     }
 
+    /// Client writes this command carries: the batch's size for a batch, else 1.
+    pub fn write_count(&self) -> usize {
+        match self {
+            WriteCmd::Batch { ops } => ops.iter().map(|op| op.cmd.write_count()).sum(),
+            _ => 1,
+        }
+    }
+
     /// The keys this command writes, in argument order (metrics, tracing).
     pub fn keys(&self) -> Vec<&Bytes> {
         match self {
