@@ -189,3 +189,91 @@ impl<T: OptionalSend + 'static> Responder<TypeConfig, T> for WriteResponder<T> {
         (self.0)(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::net::TcpListener;
+
+    use crate::raft::{NodeAddr, RaftNode, RaftNodeConfig};
+    use crate::resp::Frame;
+    use crate::store::{Operation, WriteCmd};
+
+    /// A single-node cluster on loopback, leader once this returns.
+    async fn single_node(dir: &std::path::Path) -> Arc<RaftNode> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raft_addr = listener.local_addr().unwrap().to_string();
+        let addr = NodeAddr { raft_addr, resp_addr: "127.0.0.1:1".into(), http_addr: "127.0.0.1:1".into() };
+        let mut cfg = RaftNodeConfig::new(dir.to_path_buf(), addr.clone());
+        cfg.node_id = Some(1);
+        let node = RaftNode::start(cfg, listener).await.unwrap();
+        node.initialize(BTreeMap::from([(1, addr)])).await.unwrap();
+        node.raft()
+            .wait(Some(Duration::from_secs(10)))
+            .state(openraft::ServerState::Leader, "a single node elects itself")
+            .await
+            .expect("leader");
+        node
+    }
+
+    fn incr(key: &str) -> Operation {
+        Operation { at_ms: 1, cmd: WriteCmd::IncrBy { key: Bytes::from(key.to_owned()), delta: 1 } }
+    }
+
+    // One runtime thread: every write below is queued before the proposing
+    // task runs, so they must share one entry.
+    #[tokio::test(flavor = "current_thread")]
+    async fn queued_writes_share_one_entry_and_reply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = single_node(dir.path()).await;
+        let before = node.write_batching().rounds.load(Ordering::Relaxed);
+        let pending: Vec<_> = (0..50).map(|_| node.submit(incr("counter")).unwrap()).collect();
+        for (i, p) in pending.into_iter().enumerate() {
+            assert_eq!(RaftNode::finish(p).await.unwrap(), Frame::Integer(i as i64 + 1));
+        }
+        let stats = node.write_batching();
+        assert_eq!(stats.rounds.load(Ordering::Relaxed) - before, 1, "50 queued writes, one entry");
+        assert!(stats.requests.load(Ordering::Relaxed) >= 50);
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_error_in_a_batch_is_that_write_s_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = single_node(dir.path()).await;
+        let set = Operation {
+            at_ms: 1,
+            cmd: WriteCmd::Set {
+                key: Bytes::from_static(b"text"),
+                value: Bytes::from_static(b"not a number"),
+                cond: crate::store::SetCondition::Always,
+                ttl: crate::store::SetTtl::Clear,
+                get: false,
+            },
+        };
+        let pending = [node.submit(set).unwrap(), node.submit(incr("text")).unwrap(), node.submit(incr("n")).unwrap()];
+        let [a, b, c] = pending;
+        assert_eq!(RaftNode::finish(a).await.unwrap(), Frame::ok());
+        assert!(matches!(RaftNode::finish(b).await.unwrap(), Frame::Error(_)));
+        assert_eq!(RaftNode::finish(c).await.unwrap(), Frame::Integer(1));
+        node.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fatal_error_resolves_when_the_core_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = single_node(dir.path()).await;
+        let watcher = {
+            let node = node.clone();
+            tokio::spawn(async move { node.fatal_error().await })
+        };
+        node.raft().shutdown().await.unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(10), watcher).await.expect("resolved").unwrap();
+        assert!(!reason.is_empty());
+    }
+}
