@@ -22,6 +22,9 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod write_batch;
 
+#[cfg(test)]
+pub(crate) mod tests;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -47,6 +47,9 @@ pub struct RaftNodeConfig {
     /// Log entries kept behind a snapshot (so that slightly lagging followers
     /// catch up from the log instead of a snapshot).
     pub keep_entries_after_snapshot: u64,
+    /// Estimated bytes of entries in one AppendEntries frame; `None` for the
+    /// transport's default (half its frame limit).
+    pub append_budget_bytes: Option<usize>,
 }
 
 impl RaftNodeConfig {
@@ -62,6 +65,7 @@ impl RaftNodeConfig {
             election_timeout: Duration::from_millis(300),
             snapshot_every_entries: 100_000,
             keep_entries_after_snapshot: 100,
+            append_budget_bytes: None,
         }
     }
 }
@@ -283,7 +287,11 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftNodeError::Fatal(format!("invalid raft config: {e}")))?;
 
-        let raft = Raft::new(id, Arc::new(config), NetworkFactory::new(id), log.clone(), state_machine.clone())
+        let mut network = NetworkFactory::new(id);
+        if let Some(bytes) = cfg.append_budget_bytes {
+            network = network.with_append_budget(bytes);
+        }
+        let raft = Raft::new(id, Arc::new(config), network, log.clone(), state_machine.clone())
             .await
             .map_err(|e| RaftNodeError::Fatal(e.to_string()))?;
 

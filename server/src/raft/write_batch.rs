@@ -192,34 +192,15 @@ impl<T: OptionalSend + 'static> Responder<TypeConfig, T> for WriteResponder<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use bytes::Bytes;
-    use tokio::net::TcpListener;
 
-    use crate::raft::{NodeAddr, RaftNode, RaftNodeConfig};
+    use crate::raft::tests::single_node;
+    use crate::raft::RaftNode;
     use crate::resp::Frame;
     use crate::store::{Operation, WriteCmd};
-
-    /// A single-node cluster on loopback, leader once this returns.
-    async fn single_node(dir: &std::path::Path) -> Arc<RaftNode> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let raft_addr = listener.local_addr().unwrap().to_string();
-        let addr = NodeAddr { raft_addr, resp_addr: "127.0.0.1:1".into(), http_addr: "127.0.0.1:1".into() };
-        let mut cfg = RaftNodeConfig::new(dir.to_path_buf(), addr.clone());
-        cfg.node_id = Some(1);
-        let node = RaftNode::start(cfg, listener).await.unwrap();
-        node.initialize(BTreeMap::from([(1, addr)])).await.unwrap();
-        node.raft()
-            .wait(Some(Duration::from_secs(10)))
-            .state(openraft::ServerState::Leader, "a single node elects itself")
-            .await
-            .expect("leader");
-        node
-    }
 
     fn incr(key: &str) -> Operation {
         Operation { at_ms: 1, cmd: WriteCmd::IncrBy { key: Bytes::from(key.to_owned()), delta: 1 } }

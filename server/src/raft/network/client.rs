@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::fit::{entries_that_fit, APPEND_BUDGET_BYTES};
 use super::wire::{codec, from_frame, to_frame, Envelope, Reply, Request, WireError, SNAPSHOT_CHUNK_BYTES};
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::{NodeAddr, NodeId, TypeConfig, Vote};
@@ -28,12 +29,20 @@ const SNAPSHOT_INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     my_id: NodeId,
+    append_budget: usize,
 }
 
 impl NetworkFactory {
     /// A factory for node `my_id`.
     pub fn new(my_id: NodeId) -> Self {
-        NetworkFactory { my_id }
+        NetworkFactory { my_id, append_budget: APPEND_BUDGET_BYTES }
+    }
+
+    /// Sets the estimated bytes of entries sent in one AppendEntries frame
+    /// (default: half the frame limit). Tests lower it to exercise split sends.
+    pub fn with_append_budget(mut self, bytes: usize) -> Self {
+        self.append_budget = bytes;
+        self
     }
 }
 
@@ -41,7 +50,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        PeerClient { from: self.my_id, target, addr: node.raft_addr.clone(), conn: None }
+        PeerClient {
+            from: self.my_id,
+            target,
+            addr: node.raft_addr.clone(),
+            conn: None,
+            append_budget: self.append_budget,
+        }
     }
 }
 
@@ -66,6 +81,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     conn: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    append_budget: usize,
 }
 
 impl PeerClient {
@@ -158,10 +174,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // Send what fits in one frame; openraft sends the rest next.
+        let fit = entries_that_fit(&rpc.entries, self.append_budget);
+        let sent_up_to = if fit < rpc.entries.len() {
+            rpc.entries.truncate(fit);
+            rpc.entries.last().map(|e| e.log_id)
+        } else {
+            None
+        };
         match self.call(Request::AppendEntries(rpc), option.soft_ttl()).await {
+            Ok(Reply::AppendEntries(AppendEntriesResponse::Success)) if sent_up_to.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(sent_up_to))
+            }
             Ok(Reply::AppendEntries(r)) => Ok(r),
             Ok(other) => Err(self.rpc_error(RPCTypes::AppendEntries, CallError::Unexpected(format!("{other:?}")))),
             Err(e) => Err(self.rpc_error(RPCTypes::AppendEntries, e)),

@@ -9,9 +9,11 @@
 //!
 //! Snapshots stream in chunks over the same connection, so a follower that
 //! fell behind the purged log catches up without holding the whole snapshot
-//! in memory on either side.
+//! in memory on either side. A request of more entries than fit in a frame
+//! is sent in parts ([`fit`]).
 
 mod client;
+mod fit;
 mod server;
 pub mod wire;
 
