@@ -22,13 +22,13 @@
 //! - All or nothing: a batch is one entry, so either every write in it
 //!   commits or none does; a write is never half-proposed.
 
+use std::sync::Arc;
+
 use openraft::raft::responder::Responder;
 use openraft::raft::ClientWriteResult;
 use openraft::OptionalSend;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-use std::sync::Arc;
 
 use super::node::{not_leader, RaftNodeError};
 use super::{BatchCounters, Raft, TypeConfig};
