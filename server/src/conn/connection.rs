@@ -31,7 +31,7 @@ use super::{ConnContext, FollowerMode};
 use crate::commands::{self, Parsed, ReadCmd};
 use crate::kv::{now_ms, InFlightWrite, KvService, KvServiceError};
 use crate::resp::{encode, Frame, Protocol, RequestDecoder};
-use crate::store::{Operation, WriteCmd};
+use crate::store::{split_batch_reply, Operation, WriteCmd};
 
 /// Read buffer size for a fresh (or idle) connection. Small, so that thousands
 /// of idle connections cost little memory.
@@ -353,11 +353,7 @@ impl Connection {
                 Slot::WriteBatch(w, parts) => {
                     self.local_writes -= 1;
                     let replies = match KvService::finish_write(w).await {
-                        Ok(Frame::Array(replies)) if replies.len() == parts.len() => replies,
-                        Ok(other) => {
-                            tracing::error!(reply = ?other, "a write batch replied with the wrong shape");
-                            vec![Frame::Error("ERR internal error: malformed batch reply".into()); parts.len()]
-                        }
+                        Ok(reply) => split_batch_reply(reply, parts.len()),
                         Err(e) => vec![e.to_frame(); parts.len()],
                     };
                     for (frame, part) in replies.into_iter().zip(parts) {

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::node::{not_leader, RaftNodeError};
 use super::{BatchCounters, Raft, TypeConfig};
 use crate::resp::Frame;
-use crate::store::{Operation, WriteCmd};
+use crate::store::{split_batch_reply, Operation, WriteCmd};
 
 /// At most this many writes go into one coalesced entry...
 const MAX_COALESCED_WRITES: usize = 256;
@@ -161,19 +161,12 @@ impl WriteResponder<ClientWriteResult<TypeConfig>> {
 
     fn split(replies: Vec<oneshot::Sender<WriteResult>>) -> Self {
         WriteResponder(Box::new(move |result: ClientWriteResult<TypeConfig>| match result {
-            Ok(resp) => match resp.data {
-                Frame::Array(frames) if frames.len() == replies.len() => {
-                    for (reply, frame) in replies.into_iter().zip(frames) {
-                        let _ = reply.send(Ok(frame));
-                    }
+            Ok(resp) => {
+                let frames = split_batch_reply(resp.data, replies.len());
+                for (reply, frame) in replies.into_iter().zip(frames) {
+                    let _ = reply.send(Ok(frame));
                 }
-                other => {
-                    tracing::error!(reply = ?other, "a coalesced write batch replied with the wrong shape");
-                    for reply in replies {
-                        let _ = reply.send(Ok(Frame::Error("ERR internal error: malformed batch reply".into())));
-                    }
-                }
-            },
+            }
             Err(e) => {
                 let e = RaftNodeError::from(e);
                 for reply in replies {

@@ -14,6 +14,19 @@ use crate::commands::CommandError;
 use crate::resp::num::{format_human_float, parse_f64, parse_i64};
 use crate::resp::Frame;
 
+/// Splits the reply of a [`WriteCmd::Batch`] of `parts` writes into one reply
+/// per write, in order. Any other shape is a bug: it is logged, and every part
+/// gets an internal error rather than a reply meant for another write.
+pub fn split_batch_reply(reply: Frame, parts: usize) -> Vec<Frame> {
+    match reply {
+        Frame::Array(replies) if replies.len() == parts => replies,
+        other => {
+            tracing::error!(reply = ?other, parts, "a write batch replied with the wrong shape");
+            vec![Frame::Error("ERR internal error: malformed batch reply".into()); parts]
+        }
+    }
+}
+
 /// True when the absolute time `at` (Unix ms, may be negative) is not after `now`.
 fn passed(at: i64, now: u64) -> bool {
     u64::try_from(at).map_or(true, |at| at <= now)

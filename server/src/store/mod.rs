@@ -28,6 +28,7 @@ use bytes::Bytes;
 use hashbrown::hash_table::{Entry as Slot, HashTable};
 use rand::Rng;
 
+pub use apply::split_batch_reply;
 use entry::Entry;
 pub use entry::{ValueRef, ValueType};
 pub use ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, WriteCmd};

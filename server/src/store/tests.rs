@@ -327,3 +327,14 @@ fn a_batch_applies_in_order_each_at_its_own_time_and_replies_per_write() {
 
 #[path = "model_tests.rs"]
 mod model_tests;
+
+#[test]
+fn batch_replies_split_per_write_and_a_wrong_shape_fails_every_part() {
+    let ok = Frame::ok();
+    let one = Frame::Integer(1);
+    assert_eq!(split_batch_reply(Frame::Array(vec![ok.clone(), one.clone()]), 2), vec![ok.clone(), one]);
+    let wrong = split_batch_reply(Frame::Array(vec![ok.clone()]), 2);
+    assert_eq!(wrong.len(), 2);
+    assert!(wrong.iter().all(|f| matches!(f, Frame::Error(_))));
+    assert!(split_batch_reply(ok, 3).iter().all(|f| matches!(f, Frame::Error(_))));
+}
