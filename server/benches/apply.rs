@@ -1,5 +1,7 @@
-//! State machine micro-benchmarks: `Store::apply` of SET and INCR, and the
-//! whole parse → apply / parse → read path a request takes on the leader.
+//! State machine micro-benchmarks: `Store::apply` of SET and INCR, a batch of
+//! SETs into a keyspace much larger than the CPU cache (what a pipelined
+//! load applies), and the whole parse → apply / parse → read path a request
+//! takes on the leader.
 
 use std::time::Duration;
 
@@ -60,6 +62,35 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// Keys in the store the batch benchmark writes into: ~100 MB of entries, so
+/// nearly every lookup misses the cache, as on a loaded server.
+const LARGE_KEYS: usize = 1_000_000;
+/// Writes per batch: 50 clients pipelining 16 SETs each, coalesced.
+const BATCH: usize = 800;
+
+fn apply_batch(c: &mut Criterion) {
+    let mut store = Store::new();
+    for i in 0..LARGE_KEYS {
+        store.apply(&set_op(i));
+    }
+    // Keys spread over the whole keyspace in a scrambled order (a fixed
+    // multiplicative hash, so runs compare).
+    let scrambled = |n: usize| (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % LARGE_KEYS;
+    let batches: Vec<Operation> = (0..64)
+        .map(|b| {
+            let ops = (0..BATCH).map(|i| set_op(scrambled(b * BATCH + i))).collect();
+            Operation { at_ms: NOW, cmd: WriteCmd::Batch { ops } }
+        })
+        .collect();
+    let mut group = c.benchmark_group("apply_batch");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut next = batches.iter().cycle();
+    group.bench_function("set_800_into_1m_keys", |b| {
+        b.iter(|| store.apply(next.next().expect("cycle never ends")).is_error())
+    });
+    group.finish();
+}
+
 fn request_path(c: &mut Criterion) {
     let limits = Limits::default();
     let set_args: Vec<Vec<Bytes>> =
@@ -98,6 +129,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(10);
-    targets = apply, request_path
+    targets = apply, apply_batch, request_path
 }
 criterion_main!(benches);

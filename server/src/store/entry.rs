@@ -104,6 +104,12 @@ impl Entry {
         Header { expire_at, key_start, key_end: key_start + key_len as usize }
     }
 
+    /// Starts loading the entry's header and key into the cache (a hint).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        self.raw.prefetch();
+    }
+
     /// The key.
     pub(crate) fn key(&self) -> &[u8] {
         let header = self.header();

@@ -162,6 +162,17 @@ impl Store {
         self.shards[shard_of(hash)].find(hash, |e| e.key() == key)
     }
 
+    /// Starts loading what a lookup of `key` will touch: the table's control
+    /// bytes and slots (read here) and each candidate entry (prefetched, not
+    /// read). The closure never matches, so no entry is dereferenced.
+    fn prefetch(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        self.shards[shard_of(hash)].find(hash, |candidate| {
+            candidate.prefetch();
+            false
+        });
+    }
+
     /// The key's entry unless it is missing or expired at `now_ms` (lazy expiry
     /// for reads: nothing is removed, reads never change state).
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<EntryRef<'_>> {

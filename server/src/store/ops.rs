@@ -249,8 +249,9 @@ impl WriteCmd {
         }
     }
 
-    /// The keys this command writes, in argument order (metrics, tracing).
-    pub fn keys(&self) -> Vec<&Bytes> {
+    /// Calls `f` with each key this command writes, in argument order (a
+    /// batch's in the order of its writes), without allocating.
+    pub fn for_each_key<'a>(&'a self, f: &mut impl FnMut(&'a Bytes)) {
         match self {
             WriteCmd::Set { key, .. }
             | WriteCmd::SetNx { key, .. }
@@ -261,12 +262,15 @@ impl WriteCmd {
             | WriteCmd::Append { key, .. }
             | WriteCmd::SetRange { key, .. }
             | WriteCmd::Expire { key, .. }
-            | WriteCmd::Persist { key } => vec![key],
-            WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().map(|(k, _)| k).collect(),
-            WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().collect(),
-            WriteCmd::Rename { src, dst, .. } => vec![src, dst],
-            WriteCmd::FlushAll => Vec::new(),
-            WriteCmd::Batch { ops } => ops.iter().flat_map(|op| op.cmd.keys()).collect(),
+            | WriteCmd::Persist { key } => f(key),
+            WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().for_each(|(key, _)| f(key)),
+            WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().for_each(&mut *f),
+            WriteCmd::Rename { src, dst, .. } => {
+                f(src);
+                f(dst);
+            }
+            WriteCmd::FlushAll => {}
+            WriteCmd::Batch { ops } => ops.iter().for_each(|op| op.cmd.for_each_key(f)),
         }
     }
 }
