@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::entry::Entry;
 use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, WriteCmd};
-use super::Store;
+use super::{Store, PREFETCH_BATCH};
 use crate::commands::CommandError;
 use crate::resp::num::{format_human_float, parse_f64, parse_i64};
 use crate::resp::Frame;
@@ -81,8 +81,8 @@ impl<'op> Prefetch<'op> {
             return;
         }
         let target = (self.reached + PREFETCH_DISTANCE).min(self.keys.len());
-        for key in &self.keys[self.issued.min(target)..target] {
-            store.prefetch(key);
+        for chunk in self.keys[self.issued.min(target)..target].chunks(PREFETCH_BATCH) {
+            store.prefetch(chunk);
         }
         self.issued = self.issued.max(target);
     }

@@ -37,6 +37,8 @@ pub use snapshot::SnapshotError;
 const SHARD_BITS: u32 = 12;
 /// Number of hash tables the keyspace is split into.
 pub const SHARDS: usize = 1 << SHARD_BITS;
+/// Most keys [`Store::prefetch`] looks up in one go.
+const PREFETCH_BATCH: usize = 16;
 
 /// The keyspace. See the module docs for layout and invariants.
 pub struct Store {
@@ -162,15 +164,20 @@ impl Store {
         self.shards[shard_of(hash)].find(hash, |e| e.key() == key)
     }
 
-    /// Starts loading what a lookup of `key` will touch: the table's control
-    /// bytes and slots (read here) and each candidate entry (prefetched, not
-    /// read). The closure never matches, so no entry is dereferenced.
-    fn prefetch(&self, key: &[u8]) {
-        let hash = self.hash(key);
-        self.shards[shard_of(hash)].find(hash, |candidate| {
+    /// Starts loading what lookups of `keys` (at most [`PREFETCH_BATCH`])
+    /// will touch, so that their cache misses overlap instead of following one
+    /// another. Three passes, each of which leaves the next one's loads
+    /// independent: hash every key (no table memory touched), load each key's
+    /// control-byte group, then read the slots whose tag matches and prefetch
+    /// their entries. Only reads; a hint for the writes about to run.
+    fn prefetch(&self, keys: &[&[u8]]) {
+        let keys = &keys[..keys.len().min(PREFETCH_BATCH)];
+        let hashes: [u64; PREFETCH_BATCH] = std::array::from_fn(|i| keys.get(i).map_or(0, |key| self.hash(key)));
+        let probes: [Option<_>; PREFETCH_BATCH] =
+            std::array::from_fn(|i| (i < keys.len()).then(|| self.shards[shard_of(hashes[i])].iter_hash(hashes[i])));
+        for candidate in probes.into_iter().flatten().flatten() {
             candidate.prefetch();
-            false
-        });
+        }
     }
 
     /// The key's entry unless it is missing or expired at `now_ms` (lazy expiry
