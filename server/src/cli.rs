@@ -148,6 +148,7 @@ fn init_logging(format: LogFormat) {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
+    crate::malloc::limit_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod http;
 pub mod kv;
 pub mod local;
+mod malloc;
 pub mod metrics;
 pub mod raft;
 pub mod resp;
