@@ -63,7 +63,7 @@ fn normalize(f: &Frame) -> Frame {
     let clean = |s: &str| s.replace(['\r', '\n'], " ");
     match f {
         Frame::NullArray => Frame::Null,
-        Frame::Simple(s) => Frame::Simple(clean(s)),
+        Frame::Simple(s) => Frame::Simple(clean(s).into()),
         Frame::Error(s) => Frame::Error(clean(s)),
         Frame::Array(v) => Frame::Array(v.iter().map(normalize).collect()),
         Frame::Set(v) => Frame::Set(v.iter().map(normalize).collect()),

@@ -77,7 +77,7 @@ fn name(spec: &CommandSpec) -> Frame {
     Frame::Bulk(Bytes::from_static(spec.name.as_bytes()))
 }
 
-fn statuses(items: &[&str]) -> Frame {
+fn statuses(items: &[&'static str]) -> Frame {
     Frame::Set(items.iter().map(|item| Frame::simple(*item)).collect())
 }
 

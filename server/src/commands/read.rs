@@ -139,9 +139,7 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
         ReadCmd::Exists { keys } => {
             Frame::Integer(keys.iter().filter(|key| store.get(key, now_ms).is_some()).count() as i64)
         }
-        ReadCmd::Type { key } => {
-            Frame::Simple(store.get(key, now_ms).map_or("none", |e| e.value_type().name()).to_owned())
-        }
+        ReadCmd::Type { key } => Frame::Simple(store.get(key, now_ms).map_or("none", |e| e.value_type().name()).into()),
         ReadCmd::Ttl { key, unit } => Frame::Integer(ttl(store, key, *unit, now_ms)),
         ReadCmd::Keys { pattern } => Frame::Array(
             store

@@ -1,5 +1,7 @@
 //! The reply value model: every RESP2 and RESP3 type.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 /// The protocol a connection speaks, chosen with `HELLO 2|3`.
@@ -20,7 +22,9 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Frame {
     /// `+text`: must not contain CR or LF (the encoder replaces them with spaces).
-    Simple(String),
+    /// Borrowed for the fixed replies (`OK`, `PONG`, ...): a pipelined write
+    /// load builds one per write, and an allocation each showed in profiles.
+    Simple(Cow<'static, str>),
     /// `-text`: the full text including the error code, e.g. `ERR syntax error`.
     Error(String),
     /// `:n`.
@@ -57,11 +61,11 @@ pub enum Frame {
 impl Frame {
     /// `+OK`.
     pub fn ok() -> Frame {
-        Frame::Simple("OK".to_owned())
+        Frame::Simple(Cow::Borrowed("OK"))
     }
 
     /// A status reply such as `+PONG`.
-    pub fn simple(text: impl Into<String>) -> Frame {
+    pub fn simple(text: impl Into<Cow<'static, str>>) -> Frame {
         Frame::Simple(text.into())
     }
 

@@ -156,7 +156,7 @@ impl ReplyDecoder {
         let tag = buf[0];
         let line = &buf[1..cr];
         let token = match tag {
-            b'+' => Token::Value(Frame::Simple(text(line)?)),
+            b'+' => Token::Value(Frame::Simple(text(line)?.into())),
             b'-' => Token::Value(Frame::Error(text(line)?)),
             b':' => Token::Value(Frame::Integer(integer(line)?)),
             b'_' if line.is_empty() => Token::Value(Frame::Null),
