@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::node::{not_leader, RaftNodeError};
-use super::{BatchCounters, Raft, TypeConfig};
+use super::{BatchCounters, LogOp, Raft, TypeConfig};
 use crate::resp::Frame;
 use crate::store::{split_batch_reply, Operation, WriteCmd};
 
@@ -140,7 +140,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Proposal>) {
         let (ops, replies): (Vec<Operation>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
         (Operation { at_ms, cmd: WriteCmd::Batch { ops } }, WriteResponder::split(replies))
     };
-    if let Err(fatal) = raft.write(op).responder(responder).await {
+    if let Err(fatal) = raft.write(LogOp::new(op)).responder(responder).await {
         // The responder was dropped with the request: its writes see a closed
         // channel and report an unknown outcome.
         tracing::error!(error = %fatal, "raft core stopped; writes were not proposed");

@@ -71,7 +71,7 @@ mod tests {
 
     fn entry(index: u64, op: Operation) -> Entry {
         let leader = <<TypeConfig as openraft::RaftTypeConfig>::LeaderId as RaftLeaderId>::new(1, 1).to_committed();
-        Entry::new(LogId::new(leader, index), EntryPayload::Normal(op))
+        Entry::new(LogId::new(leader, index), EntryPayload::Normal(op.into()))
     }
 
     #[test]
