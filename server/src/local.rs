@@ -30,6 +30,10 @@ pub struct LocalArgs {
     /// Node i serves Raft on RAFT_PORT + i.
     #[arg(long, default_value_t = 9001)]
     raft_port: u16,
+    /// Async runtime threads of each node [default: the machine's cores
+    /// divided among the nodes, at least 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads_per_node: Option<u32>,
     /// Admin bearer token for every node.
     #[arg(long, env = "SESHAT_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -49,6 +53,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     cfg.raft_port = args.raft_port;
     cfg.admin_token = args.admin_token;
     cfg.extra_args = args.serve_args;
+    if let Some(threads) = args.threads_per_node {
+        cfg.threads_per_node = threads as usize;
+    }
     run_local(cfg, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -170,6 +170,7 @@ impl LocalCluster {
             cmd.args(["--admin-token", t]);
         }
         cmd.args(&self.cfg.extra_args).stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
+        cmd.env("TOKIO_WORKER_THREADS", self.cfg.threads_per_node.max(1).to_string());
         // Own process group: a Ctrl-C in the terminal reaches only `seshat local`,
         // which then stops the nodes in order, instead of every node at once.
         cmd.process_group(0);
