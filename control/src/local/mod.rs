@@ -78,8 +78,9 @@ impl LocalConfig {
 /// sleeping thread and a running one was a context switch. With one thread
 /// per node there, `redis-benchmark -c 50` against `seshat local --nodes 3`
 /// did 3–15% more SETs per second in 7 of 8 interleaved pairs (−3% in one)
-/// and 1–42% more GETs in all 8, at less CPU per request (README
-/// "Benchmarks").
+/// and 1–42% more GETs in all 8, at less CPU per request. Not free: in the
+/// benchmark harness, GETs right after a heavy write phase were slower with a
+/// higher p99 (README "Benchmarks" has both).
 pub fn default_threads_per_node(nodes: u32) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / nodes.max(1) as usize).max(1)
