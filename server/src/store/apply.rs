@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::entry::Entry;
 use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, WriteCmd};
-use super::{Store, PREFETCH_BATCH};
+use super::Store;
 use crate::commands::CommandError;
 use crate::resp::num::{format_human_float, parse_f64, parse_i64};
 use crate::resp::Frame;
@@ -81,9 +81,7 @@ impl<'op> Prefetch<'op> {
             return;
         }
         let target = (self.reached + PREFETCH_DISTANCE).min(self.keys.len());
-        for chunk in self.keys[self.issued.min(target)..target].chunks(PREFETCH_BATCH) {
-            store.prefetch(chunk);
-        }
+        store.prefetch(&self.keys[self.issued.min(target)..target]);
         self.issued = self.issued.max(target);
     }
 }

@@ -164,19 +164,21 @@ impl Store {
         self.shards[shard_of(hash)].find(hash, |e| e.key() == key)
     }
 
-    /// Starts loading what lookups of `keys` (at most [`PREFETCH_BATCH`])
-    /// will touch, so that their cache misses overlap instead of following one
-    /// another. Three passes, each of which leaves the next one's loads
-    /// independent: hash every key (no table memory touched), load each key's
-    /// control-byte group, then read the slots whose tag matches and prefetch
-    /// their entries. Only reads; a hint for the writes about to run.
+    /// Starts loading what lookups of `keys` will touch, so that their cache
+    /// misses overlap instead of following one another. For each group of
+    /// [`PREFETCH_BATCH`] keys, three passes, each of which leaves the next
+    /// one's loads independent: hash every key (no table memory touched), load
+    /// each key's control-byte group, then read the slots whose tag matches and
+    /// prefetch their entries. Only reads; a hint for the writes about to run.
     fn prefetch(&self, keys: &[&[u8]]) {
-        let keys = &keys[..keys.len().min(PREFETCH_BATCH)];
-        let hashes: [u64; PREFETCH_BATCH] = std::array::from_fn(|i| keys.get(i).map_or(0, |key| self.hash(key)));
-        let probes: [Option<_>; PREFETCH_BATCH] =
-            std::array::from_fn(|i| (i < keys.len()).then(|| self.shards[shard_of(hashes[i])].iter_hash(hashes[i])));
-        for candidate in probes.into_iter().flatten().flatten() {
-            candidate.prefetch();
+        for group in keys.chunks(PREFETCH_BATCH) {
+            let hashes: [u64; PREFETCH_BATCH] = std::array::from_fn(|i| group.get(i).map_or(0, |key| self.hash(key)));
+            let probes: [Option<_>; PREFETCH_BATCH] = std::array::from_fn(|i| {
+                (i < group.len()).then(|| self.shards[shard_of(hashes[i])].iter_hash(hashes[i]))
+            });
+            for candidate in probes.into_iter().flatten().flatten() {
+                candidate.prefetch();
+            }
         }
     }
 
