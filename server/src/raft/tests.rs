@@ -44,8 +44,9 @@ pub(crate) async fn single_node(dir: &std::path::Path) -> Arc<RaftNode> {
     node
 }
 
-fn incr(key: &'static str) -> Operation {
-    Operation { at_ms: 1, cmd: WriteCmd::IncrBy { key: Bytes::from_static(key.as_bytes()), delta: 1 } }
+/// `INCR key` at time 1.
+pub(crate) fn incr(key: &str) -> Operation {
+    Operation { at_ms: 1, cmd: WriteCmd::IncrBy { key: Bytes::copy_from_slice(key.as_bytes()), delta: 1 } }
 }
 
 /// With a one-byte frame budget every AppendEntries of several entries is

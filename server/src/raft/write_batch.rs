@@ -190,14 +190,10 @@ mod tests {
 
     use bytes::Bytes;
 
-    use crate::raft::tests::single_node;
+    use crate::raft::tests::{incr, single_node};
     use crate::raft::RaftNode;
     use crate::resp::Frame;
     use crate::store::{Operation, WriteCmd};
-
-    fn incr(key: &str) -> Operation {
-        Operation { at_ms: 1, cmd: WriteCmd::IncrBy { key: Bytes::from(key.to_owned()), delta: 1 } }
-    }
 
     // One runtime thread: every write below is queued before the proposing
     // task runs, so they must share one entry.
