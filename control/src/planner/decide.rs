@@ -190,12 +190,24 @@ fn remove_stale(v: &ClusterView, voters: &[NodeId]) -> Option<(Action, Phase)> {
 
 /// Step 5: every target ordinal must host a voter. Lowest ordinal first; returns the
 /// first step to take, or (as `Err`) why some ordinal is not ready to be worked on.
+///
+/// One learner at a time: a learner already on a target ordinal is promoted (or
+/// waited for) before any other node joins, even one on a lower ordinal that only
+/// started answering after the learner was added.
 fn add_members(
     d: &Desired,
     o: &Observed,
     v: &ClusterView,
     voters: &[NodeId],
 ) -> Result<(Action, Phase), Option<String>> {
+    let learner = v
+        .members
+        .iter()
+        .filter(|m| !m.voter && m.ordinal.is_some_and(|ord| ord < d.replicas))
+        .min_by_key(|m| m.ordinal);
+    if let Some(m) = learner {
+        return promote(v, voters, m).map_err(Some);
+    }
     let mut pending = None;
     for ordinal in 0..d.replicas {
         let slot = match o.slot(ordinal) {

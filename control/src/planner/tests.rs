@@ -156,6 +156,17 @@ fn scale_up_grows_then_adds_lowest_new_ordinal() {
 }
 
 #[test]
+fn scale_up_promotes_a_learner_before_adding_another() {
+    // Ordinal 3 started answering late, after ordinal 4 had already joined as a
+    // learner: 4 is promoted first, so at most one learner is in flight.
+    let mut sim = Sim::running(3, 0, "v1");
+    sim.apply(&Action::ScaleWorkload { replicas: 5 }).unwrap();
+    let n4 = id(&sim, 4);
+    sim.apply(&Action::AddLearner { ordinal: 4, node_id: n4, addr: addr(4) }).unwrap();
+    assert!(matches!(next(&sim, &d(5)), Action::Promote { node_id, .. } if node_id == n4));
+}
+
+#[test]
 fn scale_down_removes_highest_ordinal_first_then_shrinks() {
     let mut sim = Sim::running(5, 0, "v1");
     let n4 = id(&sim, 4);
