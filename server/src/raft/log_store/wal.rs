@@ -55,6 +55,10 @@ struct Segment {
     len: u64,
     /// Length of the file: `len` plus reserved (zero) space.
     allocated: u64,
+    /// No reservation is tried until the records end past this offset: set
+    /// when a full disk refused one, so that a nearly full disk does not cost
+    /// every append a failed write of zeros.
+    reserve_after: u64,
 }
 
 impl Segment {
@@ -133,7 +137,14 @@ impl Wal {
             let is_last = pos + 1 == count;
             let mut bytes = Vec::new();
             File::open(&path)?.read_to_end(&mut bytes)?;
-            let mut seg = Segment { first_index, path, records: Vec::new(), len: 0, allocated: bytes.len() as u64 };
+            let mut seg = Segment {
+                first_index,
+                path,
+                records: Vec::new(),
+                len: 0,
+                allocated: bytes.len() as u64,
+                reserve_after: 0,
+            };
             let mut offset = 0usize;
             let mut damage: Option<String> = None;
             while offset < bytes.len() {
@@ -248,15 +259,17 @@ impl Wal {
             self.scratch.extend_from_slice(payload);
         }
         let end = base + self.scratch.len() as u64;
-        if self.reserve && end > seg.allocated {
+        if self.reserve && end > seg.allocated && end > seg.reserve_after {
             let tail = self.tail.as_ref().expect("tail is open");
             let target = end.div_ceil(RESERVE_STEP) * RESERVE_STEP;
             if let Err(e) = write_zeros(tail, seg.allocated, target) {
                 // Give back what was zeroed; records end at or before `allocated`.
                 let _ = tail.set_len(seg.allocated);
-                // No room to reserve ahead: write what fits now; a full disk
-                // shows up as the write's own error.
-                if e.kind() != io::ErrorKind::StorageFull {
+                // No room to reserve ahead: write what fits now (a full disk
+                // shows up as the write's own error) and try again a step on.
+                if e.kind() == io::ErrorKind::StorageFull {
+                    seg.reserve_after = end + RESERVE_STEP;
+                } else {
                     tracing::info!(error = %e, "cannot reserve WAL space ahead; appends will grow the file");
                     self.reserve = false;
                 }
@@ -361,7 +374,7 @@ impl Wal {
         let path = segment_path(&self.dir, first_index);
         let f = OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path)?;
         fsync_dir(&self.dir)?;
-        self.segments.push(Segment { first_index, path, records: Vec::new(), len: 0, allocated: 0 });
+        self.segments.push(Segment { first_index, path, records: Vec::new(), len: 0, allocated: 0, reserve_after: 0 });
         self.tail = Some(f);
         Ok(())
     }
