@@ -223,19 +223,14 @@ fn add_members(
             pending.get_or_insert(format!("waiting for ordinal {ordinal} to answer"));
             continue;
         };
-        match v.member(st.node_id) {
-            Some(m) if m.voter => continue,
-            Some(m) => return promote(v, voters, m).map_err(Some),
-            None => {
-                if let Some(why) = foreign_state(v, slot) {
-                    return Ok(degraded(why));
-                }
-                return Ok((
-                    Action::AddLearner { ordinal, node_id: st.node_id, addr: st.addr.clone() },
-                    Phase::Scaling,
-                ));
-            }
+        if v.member(st.node_id).is_some() {
+            // A voter: a learner hosted on a target ordinal was handled above.
+            continue;
         }
+        if let Some(why) = foreign_state(v, slot) {
+            return Ok(degraded(why));
+        }
+        return Ok((Action::AddLearner { ordinal, node_id: st.node_id, addr: st.addr.clone() }, Phase::Scaling));
     }
     Err(pending)
 }
