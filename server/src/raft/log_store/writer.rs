@@ -85,7 +85,10 @@ impl Writer {
                     WalCmd::Append { records, callback } => pending.push((records, callback)),
                     WalCmd::SaveCommitted { payload } => newest_hint = Some(payload),
                     other => {
+                        // Everything queued before a command is on disk when
+                        // that command is acknowledged, hints included.
                         self.flush_appends(&mut pending);
+                        self.write_hint(&mut newest_hint);
                         self.handle(other);
                     }
                 }
@@ -95,13 +98,18 @@ impl Writer {
                 };
             }
             self.flush_appends(&mut pending);
-            if let Some(payload) = newest_hint.take() {
-                if let Err(e) = self.commit_hint.write(&payload) {
-                    tracing::warn!(error = %e, "could not record the commit index hint");
-                }
-            }
+            self.write_hint(&mut newest_hint);
         }
         tracing::debug!("log writer stopped");
+    }
+
+    /// Writes the newest queued commit hint, if any; a failure is only a lost hint.
+    fn write_hint(&mut self, newest_hint: &mut Option<Vec<u8>>) {
+        if let Some(payload) = newest_hint.take() {
+            if let Err(e) = self.commit_hint.write(&payload) {
+                tracing::warn!(error = %e, "could not record the commit index hint");
+            }
+        }
     }
 
     fn handle(&mut self, cmd: WalCmd) {
