@@ -230,6 +230,9 @@ def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -
                 continue
             log(f"\n== {name}, round {rnd}/{p.reps}: {report.DESCRIPTIONS[name]}")
             sys_ = make_system(name, workdir / f"round-{rnd}", args.seshat_bin)
+            busy = machine.background_busy()
+            if busy is not None:
+                results["background_busy"].setdefault(name, []).append(round(busy, 3))
             try:
                 t0 = time.monotonic()
                 sys_.start_retrying()
@@ -238,7 +241,8 @@ def run_all(args, p: Preset, systems: list[str], workdir: Path, results: dict) -
                 results["loadavg"].setdefault(name, []).append(load)
                 log(
                     f"  started in {time.monotonic() - t0:.1f}s ({results['versions'][name]}); "
-                    f"load average {load}"
+                    f"load average {load}; CPUs busy before start "
+                    f"{'?' if busy is None else f'{busy:.0%}'}"
                 )
                 if want_tp:
                     throughput.preload(sys_, plan, log)
@@ -354,6 +358,7 @@ def main() -> int:
         "machine": machine.describe(REPO, workdir),
         "versions": {},
         "loadavg": {},
+        "background_busy": {},
         "throughput": {},
         "memory": {},
         "errors": [],
