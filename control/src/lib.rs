@@ -9,6 +9,8 @@
 //! - [`driver`]: observes nodes and a [`driver::Workload`], executes planned actions.
 //! - [`local`]: the local-process backend and `seshat local`'s [`local::run_local`].
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod client;
 pub mod driver;

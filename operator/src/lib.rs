@@ -18,6 +18,8 @@
 //! - [`leader_election`]: Lease-based leader election among operator replicas.
 //! - [`metrics`], [`http`], [`telemetry`]: `/metrics`, `/healthz`, logging.
 
+#![warn(missing_docs)]
+
 pub mod apply;
 pub mod controller;
 pub mod crd;

@@ -12,6 +12,8 @@
 //! [`conn`] runs client connections over these, [`server`] assembles one
 //! process, and [`store`] is the in-memory data the state machine owns.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod commands;
 pub mod conn;

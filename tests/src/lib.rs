@@ -15,6 +15,8 @@
 //! - [`nemesis`]: fault injection (kills, pauses, partitions, leader transfer, membership).
 //! - [`chaos`]: one complete run: cluster, workload, nemesis, verdict.
 
+#![warn(missing_docs)]
+
 pub mod chaos;
 pub mod checker;
 pub mod cluster;
