@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 SYSTEMS = ["seshat", "redis-fsync", "redis-nopersist", "etcd"]
@@ -177,7 +178,7 @@ def busy_note(results: dict) -> str:
         return ""
     return (
         f"**The machine was busy:** {max(samples):.0%} of its CPUs were in use by other "
-        f"work just before a system started (median {sorted(samples)[len(samples) // 2]:.0%}), "
+        f"work just before a system started (median {statistics.median(samples):.0%}), "
         "so absolute numbers are depressed and ratios noisier than on an idle machine."
     )
 
