@@ -203,6 +203,21 @@ async fn watch_recovery(raft: Raft, recovered: Arc<AtomicBool>) {
     }
 }
 
+/// Keeps the log store told whether this node follows, so that a follower's
+/// appends skip the writer thread (see `log_store::writer`). Only a
+/// performance hint: the store keeps IO order whatever the role, so a change
+/// of role seen late costs at most a few slow appends.
+async fn tell_log_store_the_role(raft: Raft, log: LogStore) {
+    let mut server = raft.server_metrics();
+    loop {
+        let state = server.borrow_watched().state;
+        log.set_following(matches!(state, ServerState::Follower | ServerState::Learner));
+        if server.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 impl std::fmt::Debug for RaftNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftNode").field("id", &self.id).field("addr", &self.addr).finish_non_exhaustive()
@@ -300,6 +315,7 @@ impl RaftNode {
 
         let recovered = Arc::new(AtomicBool::new(false));
         tokio::spawn(watch_recovery(raft.clone(), recovered.clone()));
+        tokio::spawn(tell_log_store_the_role(raft.clone(), log.clone()));
         let applied = state_machine.read().last_applied;
         tracing::info!(node_id = id, applied = ?applied.map(|l| l.index), addr = ?cfg.advertise, "raft node started");
 

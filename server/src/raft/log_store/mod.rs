@@ -3,13 +3,16 @@
 //! Entries live in memory (from the purge point to the last index) for fast
 //! reads by replication, and on disk in the WAL for durability. `append`
 //! updates memory at once and hands the encoded entries to the writer thread,
-//! which calls openraft back only after they are fsynced.
+//! which calls openraft back only after they are fsynced. On a follower, an
+//! append with nothing queued ahead of it is written and fsynced on the
+//! calling thread instead (see [`writer`]).
 //!
 //! Durability rules (openraft's, not optional):
 //! - `save_vote` returns only after the vote is on disk.
 //! - The append callback fires only after the entries are fsynced.
 //! - Vote and log writes are never reordered: both go through the writer's
-//!   single FIFO queue.
+//!   single FIFO queue, and a follower's append skips that queue only when
+//!   it is empty and the writer idle.
 
 mod files;
 mod hint;
@@ -22,7 +25,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -33,7 +36,7 @@ pub use files::{fsync_dir, is_disk_full, read_checked, write_atomic};
 pub use writer::WriterStatus;
 
 use self::wal::Wal;
-use self::writer::{WalCmd, Writer};
+use self::writer::{SharedWriter, WalCmd, Writer};
 use super::codec::{decode, encode, invalid_data};
 use super::{Entry, LogId, TypeConfig, Vote};
 
@@ -70,6 +73,7 @@ impl LogMem {
 #[derive(Clone)]
 pub struct LogStore {
     mem: Arc<Mutex<LogMem>>,
+    writer: Arc<SharedWriter>,
     tx: SyncSender<WalCmd>,
     status: Arc<WriterStatus>,
 }
@@ -160,9 +164,18 @@ impl LogStore {
             commit_hint: hint::CommitHintFile::open(&paths.committed)?,
             status: status.clone(),
         };
+        let writer = Arc::new(SharedWriter::new(writer));
         let (tx, rx) = sync_channel(WRITER_QUEUE);
-        std::thread::Builder::new().name("seshat-log-writer".into()).spawn(move || writer.run(rx))?;
-        Ok(LogStore { mem: Arc::new(Mutex::new(mem)), tx, status })
+        let thread_side = writer.clone();
+        std::thread::Builder::new().name("seshat-log-writer".into()).spawn(move || thread_side.run(rx))?;
+        Ok(LogStore { mem: Arc::new(Mutex::new(mem)), writer, tx, status })
+    }
+
+    /// Tells the store whether this node follows (follower or learner). Only
+    /// then may appends be written on the Raft core's thread; the leader's
+    /// core must not wait for its own fsync.
+    pub fn set_following(&self, following: bool) {
+        self.writer.set_inline_allowed(following);
     }
 
     /// Writer status: disk-full flag and fsync counters.
@@ -183,14 +196,23 @@ impl LogStore {
 
     async fn request(&self, cmd: impl FnOnce(oneshot::Sender<io::Result<()>>) -> WalCmd) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
-        let tx = self.tx.clone();
-        let cmd = cmd(done);
-        // The queue is bounded; a blocking send must not stall the async runtime.
-        tokio::task::spawn_blocking(move || tx.send(cmd))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(|_| writer_stopped())?;
+        self.send(cmd(done)).await?;
         rx.await.map_err(|_| io::Error::other("log writer thread dropped a request"))?
+    }
+
+    /// Sends `cmd` to the writer thread.
+    async fn send(&self, cmd: WalCmd) -> io::Result<()> {
+        self.writer.queued();
+        let tx = self.tx.clone();
+        match tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            // The queue is bounded; a blocking send must not stall the async runtime.
+            Err(TrySendError::Full(cmd)) => tokio::task::spawn_blocking(move || tx.send(cmd))
+                .await
+                .map_err(io::Error::other)?
+                .map_err(|_| writer_stopped()),
+            Err(TrySendError::Disconnected(_)) => Err(writer_stopped()),
+        }
     }
 }
 
@@ -248,8 +270,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.lock().committed = committed;
         if let Some(c) = committed {
             let payload = encode(&c).map_err(invalid_data)?;
-            // A hint: losing it only means replaying less on restart.
-            let _ = self.tx.try_send(WalCmd::SaveCommitted { payload });
+            if let Err(payload) = self.writer.try_hint_inline(payload) {
+                // A hint: losing it only means replaying less on restart.
+                self.writer.queued();
+                if self.tx.try_send(WalCmd::SaveCommitted { payload }).is_err() {
+                    self.writer.not_queued();
+                }
+            }
         }
         Ok(())
     }
@@ -287,15 +314,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         }
-        let tx = self.tx.clone();
-        let cmd = WalCmd::Append { records, callback };
-        match tx.try_send(cmd) {
+        match self.writer.try_append_inline(records, callback) {
             Ok(()) => Ok(()),
-            Err(std::sync::mpsc::TrySendError::Full(cmd)) => tokio::task::spawn_blocking(move || tx.send(cmd))
-                .await
-                .map_err(io::Error::other)?
-                .map_err(|_| writer_stopped()),
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(writer_stopped()),
+            Err((records, callback)) => self.send(WalCmd::Append { records, callback }).await,
         }
     }
 

@@ -1,8 +1,17 @@
-//! The log writer thread: the only code that touches the WAL and the vote file
-//! after start-up.
+//! The log writer thread: it writes the WAL, the vote file and the purge
+//! marker after start-up, in the order the Raft core asked for them.
 //!
 //! One thread, one FIFO queue. That single ordering point is what guarantees
 //! that vote and log writes are never reordered (openraft's IO-ordering rule).
+//!
+//! One exception keeps that order: a follower's append (or commit hint) may be
+//! written, and fsynced, on the caller's thread when nothing is queued ahead
+//! of it and the thread is idle ([`SharedWriter::try_append_inline`]). A follower's Raft core
+//! waits for that fsync before it answers the leader anyway, and handing the
+//! append to this thread and back costs two thread wake-ups per replication
+//! round, the largest cost a follower has after the fsync itself (issue 5).
+//! The leader never does this: its core must keep shipping entries to the
+//! followers while its own fsync runs.
 //!
 //! Group commit: the thread drains every command already queued, writes all
 //! queued appends, and makes them durable with one `fdatasync` before firing
@@ -16,9 +25,9 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use openraft::storage::IOFlushed;
@@ -33,7 +42,7 @@ use crate::raft::TypeConfig;
 const DISK_FULL_RETRY: Duration = Duration::from_millis(250);
 
 /// Encoded `(index, entry)` records of one append call.
-type Records = Vec<(u64, Vec<u8>)>;
+pub(super) type Records = Vec<(u64, Vec<u8>)>;
 /// Appends waiting for the next fsync, with their completion callbacks.
 type PendingAppends = Vec<(Records, IOFlushed<TypeConfig>)>;
 
@@ -73,23 +82,115 @@ pub(super) struct Writer {
     pub status: Arc<WriterStatus>,
 }
 
-impl Writer {
-    /// Runs until every sender is dropped.
-    pub fn run(mut self, rx: Receiver<WalCmd>) {
+/// The writer, shared by its thread and the log store handle, with what
+/// decides whether a command may skip the thread.
+pub(super) struct SharedWriter {
+    writer: Mutex<Writer>,
+    /// Commands sent to the thread that it has not finished.
+    ///
+    /// Invariant: only the Raft core sends commands, one call at a time, so
+    /// this cannot grow while the core is inside a log store call; zero there
+    /// means nothing is queued ahead of the command being made.
+    queued: AtomicUsize,
+    /// Set while this node is a follower or learner (see the module docs).
+    inline_allowed: AtomicBool,
+}
+
+impl SharedWriter {
+    pub fn new(writer: Writer) -> Self {
+        SharedWriter { writer: Mutex::new(writer), queued: AtomicUsize::new(0), inline_allowed: AtomicBool::new(false) }
+    }
+
+    /// Allows or forbids appends and hints on the caller's thread.
+    pub fn set_inline_allowed(&self, allowed: bool) {
+        self.inline_allowed.store(allowed, Ordering::Relaxed);
+    }
+
+    /// Counts a command about to be sent to the thread.
+    pub fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Uncounts a command that never reached the thread.
+    pub fn not_queued(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The writer, if a command may run on the caller's thread now without
+    /// reordering IO: inline commands are allowed, nothing is queued for the
+    /// thread, the thread is idle (it holds the lock while it works) and the
+    /// disk is not full (the thread's retry loop must not run on the Raft
+    /// core's thread).
+    fn inline_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        if !self.inline_allowed.load(Ordering::Relaxed) || self.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let writer = self.writer.try_lock().ok()?;
+        (!writer.status.disk_full.load(Ordering::Relaxed)).then_some(writer)
+    }
+
+    /// Writes and fsyncs `records` on this thread, then fires `callback`, if
+    /// [`Self::inline_writer`] allows. Otherwise, or if the disk turns out to
+    /// be full, hands both back for the thread.
+    pub fn try_append_inline(
+        &self,
+        records: Records,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), (Records, IOFlushed<TypeConfig>)> {
+        let Some(mut writer) = self.inline_writer() else {
+            return Err((records, callback));
+        };
+        let result = writer.append_durably(std::iter::once(&records));
+        if result.as_ref().is_err_and(is_disk_full) {
+            return Err((records, callback));
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "log write failed");
+        }
+        writer.count_sync(records.len());
+        drop(writer);
+        callback.io_completed(result);
+        Ok(())
+    }
+
+    /// Writes a commit hint on this thread if [`Self::inline_writer`] allows;
+    /// otherwise hands it back for the thread.
+    pub fn try_hint_inline(&self, payload: Vec<u8>) -> Result<(), Vec<u8>> {
+        match self.inline_writer() {
+            Some(mut writer) => {
+                writer.write_hint(&mut Some(payload));
+                Ok(())
+            }
+            None => Err(payload),
+        }
+    }
+
+    /// Runs the writer thread until every sender is dropped.
+    pub fn run(self: Arc<Self>, rx: Receiver<WalCmd>) {
         let mut pending: PendingAppends = Vec::new();
         let mut newest_hint: Option<Vec<u8>> = None;
         while let Ok(first) = rx.recv() {
+            let mut this = self.writer.lock().expect("log writer state poisoned");
+            let mut taken = 0;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
+                taken += 1;
                 match cmd {
                     WalCmd::Append { records, callback } => pending.push((records, callback)),
                     WalCmd::SaveCommitted { payload } => newest_hint = Some(payload),
                     other => {
                         // Everything queued before a command is on disk when
                         // that command is acknowledged, hints included.
-                        self.flush_appends(&mut pending);
-                        self.write_hint(&mut newest_hint);
-                        self.handle(other);
+                        let appended = flush_appends(&mut this, &mut pending);
+                        this.write_hint(&mut newest_hint);
+                        let done = this.handle(other);
+                        self.finished(std::mem::take(&mut taken));
+                        // Unlocked while the callers hear: the next command
+                        // may then run inline at once.
+                        drop(this);
+                        appended.notify();
+                        done.notify();
+                        this = self.writer.lock().expect("log writer state poisoned");
                     }
                 }
                 next = match rx.try_recv() {
@@ -97,12 +198,64 @@ impl Writer {
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
                 };
             }
-            self.flush_appends(&mut pending);
-            self.write_hint(&mut newest_hint);
+            let appended = flush_appends(&mut this, &mut pending);
+            this.write_hint(&mut newest_hint);
+            self.finished(taken);
+            drop(this);
+            appended.notify();
         }
         tracing::debug!("log writer stopped");
     }
 
+    /// Uncounts `n` commands the thread has finished. Called under the lock
+    /// and before their callers hear of it, so that a caller who has heard
+    /// finds the count without them and the lock free: its next command may
+    /// run inline.
+    fn finished(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// The callers to tell that their commands are done, and the outcome.
+enum Completion {
+    Nothing,
+    Appends(Vec<IOFlushed<TypeConfig>>, io::Result<()>),
+    Done(oneshot::Sender<io::Result<()>>, io::Result<()>),
+}
+
+impl Completion {
+    fn notify(self) {
+        match self {
+            Completion::Nothing => {}
+            Completion::Appends(callbacks, result) => {
+                for callback in callbacks {
+                    let r = match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    };
+                    callback.io_completed(r);
+                }
+            }
+            Completion::Done(done, result) => {
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// Writes every pending append and fsyncs once; the callbacks are returned
+/// for the caller to fire.
+fn flush_appends(writer: &mut Writer, pending: &mut PendingAppends) -> Completion {
+    if pending.is_empty() {
+        return Completion::Nothing;
+    }
+    let batch = std::mem::take(pending);
+    let result = writer.retry_on_full(|w| w.append_durably(batch.iter().map(|(records, _)| records)));
+    writer.count_sync(batch.iter().map(|(r, _)| r.len()).sum());
+    Completion::Appends(batch.into_iter().map(|(_, callback)| callback).collect(), result)
+}
+
+impl Writer {
     /// Writes the newest queued commit hint, if any; a failure is only a lost hint.
     fn write_hint(&mut self, newest_hint: &mut Option<Vec<u8>>) {
         if let Some(payload) = newest_hint.take() {
@@ -112,61 +265,51 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, cmd: WalCmd) {
-        match cmd {
+    /// Runs a truncate, purge or vote; its caller is returned, to be told.
+    fn handle(&mut self, cmd: WalCmd) -> Completion {
+        let (done, result) = match cmd {
             WalCmd::Append { .. } | WalCmd::SaveCommitted { .. } => unreachable!("batched by run()"),
-            WalCmd::Truncate { from, done } => {
-                let _ = done.send(self.retry_on_full(|w| w.wal.truncate_from(from)));
-            }
+            WalCmd::Truncate { from, done } => (done, self.retry_on_full(|w| w.wal.truncate_from(from))),
             WalCmd::Purge { upto, marker, done } => {
                 let path = self.purged_path.clone();
                 let r = self.retry_on_full(|w| {
                     write_atomic(&path, &marker)?;
                     w.wal.purge_upto(upto)
                 });
-                let _ = done.send(r);
+                (done, r)
             }
             WalCmd::SaveVote { payload, done } => {
                 let path = self.vote_path.clone();
-                let _ = done.send(self.retry_on_full(|_| write_atomic(&path, &payload)));
+                (done, self.retry_on_full(|_| write_atomic(&path, &payload)))
             }
-        }
+        };
         self.status.disk_bytes.store(self.wal.disk_bytes(), Ordering::Relaxed);
+        Completion::Done(done, result)
     }
 
-    /// Writes every pending append, fsyncs once, then fires the callbacks.
-    fn flush_appends(&mut self, pending: &mut PendingAppends) {
-        if pending.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(pending);
-        let result = self.retry_on_full(|w| {
-            let first = batch.iter().find_map(|(r, _)| r.first().map(|(i, _)| *i));
-            let attempt = (|| {
-                for (records, _) in &batch {
-                    w.wal.append(records)?;
-                }
-                w.wal.sync()
-            })();
-            if let (Err(e), Some(first)) = (&attempt, first) {
-                if is_disk_full(e) {
-                    // Cut back what this batch wrote so the retry starts clean.
-                    w.wal.rollback_from(first)?;
-                }
+    /// One attempt to write `batch` and fsync it. On a full disk, what the
+    /// attempt wrote is cut back, so that a retry starts clean.
+    fn append_durably<'a>(&mut self, batch: impl Iterator<Item = &'a Records> + Clone) -> io::Result<()> {
+        let first = batch.clone().find_map(|r| r.first().map(|(i, _)| *i));
+        let attempt = (|| {
+            for records in batch {
+                self.wal.append(records)?;
             }
-            attempt
-        });
-        let entries: usize = batch.iter().map(|(r, _)| r.len()).sum();
+            self.wal.sync()
+        })();
+        if let (Err(e), Some(first)) = (&attempt, first) {
+            if is_disk_full(e) {
+                self.wal.rollback_from(first)?;
+            }
+        }
+        attempt
+    }
+
+    /// Updates the counters after a sync of `entries` entries.
+    fn count_sync(&self, entries: usize) {
         self.status.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.status.entries_synced.fetch_add(entries as u64, Ordering::Relaxed);
         self.status.disk_bytes.store(self.wal.disk_bytes(), Ordering::Relaxed);
-        for (_, callback) in batch {
-            let r = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
-            callback.io_completed(r);
-        }
     }
 
     /// Runs `op`, retrying while it fails because the disk is full.
