@@ -111,6 +111,12 @@ impl SharedWriter {
         self.queued.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// True while the thread has commands to finish: a command sent now
+    /// does not wake it.
+    pub fn is_busy(&self) -> bool {
+        self.queued.load(Ordering::Acquire) != 0
+    }
+
     /// Uncounts a command that never reached the thread.
     pub fn not_queued(&self) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
