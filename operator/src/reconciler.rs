@@ -122,8 +122,8 @@ fn key(cluster: &SeshatCluster) -> String {
     format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())
 }
 
-/// Entry point for the controller: finalizer handling around [`apply_cluster`] and
-/// [`cleanup`], plus metrics.
+/// Entry point for the controller: finalizer handling around `apply_cluster` and
+/// `cleanup`, plus metrics.
 pub async fn reconcile(cluster: Arc<SeshatCluster>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
     let ns = cluster.namespace().ok_or(Error::Incomplete)?;

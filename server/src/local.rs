@@ -15,7 +15,7 @@ pub struct LocalArgs {
     /// Number of nodes (1–9).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
     nodes: u32,
-    /// Node i keeps its data in DATA_DIR/node-<i>.
+    /// Node i keeps its data in DATA_DIR/node-i.
     #[arg(long, default_value = "./seshat-data")]
     data_dir: PathBuf,
     /// Listen and advertised host of every node.

@@ -1,12 +1,12 @@
 //! The RESP front end: accepts client connections and runs each one's
 //! request/reply loop.
 //!
-//! - [`connection`]: the per-connection loop (pipelining, ordering, routing to
+//! - `connection`: the per-connection loop (pipelining, ordering, routing to
 //!   the leader).
-//! - [`session`]: per-connection state and the connection-level commands
+//! - `session`: per-connection state and the connection-level commands
 //!   (HELLO, AUTH, CLIENT, SELECT, INFO, CONFIG, …).
-//! - [`forward`]: a follower's connection to the leader for forwarded commands.
-//! - [`info`]: the `INFO` text.
+//! - `forward`: a follower's connection to the leader for forwarded commands.
+//! - `info`: the `INFO` text.
 
 mod connection;
 mod forward;

@@ -439,7 +439,7 @@ impl RaftNode {
 
     /// Waits until a read started now would observe every write acknowledged
     /// before now (linearizable), using `barrier`.
-    /// Concurrent reads share barrier rounds (see [`ReadBatcher`]).
+    /// Concurrent reads share barrier rounds (see `ReadBatcher`).
     pub async fn read_barrier(&self, barrier: ReadBarrier) -> Result<(), RaftNodeError> {
         match barrier {
             ReadBarrier::ReadIndex => self.read_index_reads.barrier().await,

@@ -91,7 +91,7 @@ impl StateMachine {
     ///
     /// Uncontended, this is a plain lock. While a snapshot build holds the
     /// lock and an apply waits for it, a new reader waits too; it then blocks
-    /// through [`block_in_place`], so that the async runtime keeps running
+    /// through `block_in_place`, so that the async runtime keeps running
     /// Raft heartbeats instead of every worker thread sleeping on the lock
     /// (which let followers time out and elect a new leader under load).
     pub fn read(&self) -> RwLockReadGuard<'_, SmData> {
@@ -237,7 +237,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 }
 
 /// The guard from `attempt`, or, if the lock is held, from `wait` run through
-/// [`block_in_place`]. A poisoned lock means a panic mid-apply: the state can
+/// `block_in_place`. A poisoned lock means a panic mid-apply: the state can
 /// no longer be trusted, so this panics too.
 fn acquire<G>(attempt: TryLockResult<G>, wait: impl FnOnce() -> LockResult<G>) -> G {
     const POISONED: &str = "state machine lock poisoned";

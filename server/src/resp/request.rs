@@ -58,7 +58,7 @@ const MAX_PREALLOC_ARGS: usize = 1024;
 /// - Bulk arguments are `split_to(..).freeze()` slices of the read buffer (no copy).
 ///   They keep that buffer's allocation alive while they live.
 /// - A declared length is checked against the limits before any data is read, and
-///   at most [`MAX_RESERVE`] bytes are reserved ahead of received data.
+///   at most `MAX_RESERVE` bytes are reserved ahead of received data.
 /// - Any input, however malformed, yields `Ok` or `Err`, never a panic.
 #[derive(Debug)]
 pub struct RequestDecoder {

@@ -7,7 +7,7 @@
 //!
 //! Layout (memory per key matters, issue 5):
 //! - The keyspace is split into [`SHARDS`] `hashbrown` tables by bits of the key's
-//!   hash. Each slot is one 8-byte pointer to an [`Entry`] packing key, TTL and
+//!   hash. Each slot is one 8-byte pointer to an `Entry` packing key, TTL and
 //!   value in one allocation. Sharding also bounds the pause of a table resize
 //!   (a shard holds ~1/4096 of the keys) and gives SCAN a stable order.
 //! - Hashing is SipHash-1-3 with a per-store random key (as Redis keys its
@@ -197,7 +197,7 @@ impl Store {
     /// returns `(next cursor, keys live at now_ms and accepted by filter)`; the
     /// next cursor is 0 when the iteration is complete.
     ///
-    /// Cursor = a position in the order of [`scan_position`] of the key hashes.
+    /// Cursor = a position in the order of `scan_position` of the key hashes.
     /// Positions only grow, and each call returns every visited key whose
     /// position lies in `[cursor, next)`, so a key present from the first call
     /// to the last is returned exactly once, whatever is written in between

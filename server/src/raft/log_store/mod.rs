@@ -5,7 +5,7 @@
 //! updates memory at once and hands the encoded entries to the writer thread,
 //! which calls openraft back only after they are fsynced. On a follower, an
 //! append with nothing queued ahead of it is written and fsynced on the
-//! calling thread instead (see [`writer`]).
+//! calling thread instead (see `writer`).
 //!
 //! Durability rules (openraft's, not optional):
 //! - `save_vote` returns only after the vote is on disk.

@@ -10,7 +10,7 @@
 //! Snapshots stream in chunks over the same connection, so a follower that
 //! fell behind the purged log catches up without holding the whole snapshot
 //! in memory on either side. A request of more entries than fit in a frame
-//! is sent in parts ([`fit`]).
+//! is sent in parts (`fit`).
 
 mod client;
 mod fit;
