@@ -175,8 +175,8 @@ impl SharedWriter {
     pub fn run(self: Arc<Self>, rx: Receiver<WalCmd>) {
         let mut pending: PendingAppends = Vec::new();
         let mut newest_hint: Option<Vec<u8>> = None;
-        while let Ok(first) = rx.recv() {
-            let mut this = self.writer.lock().expect("log writer state poisoned");
+        'rounds: while let Ok(first) = rx.recv() {
+            let mut this = self.lock_writer();
             let mut taken = 0;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
@@ -191,12 +191,20 @@ impl SharedWriter {
                         this.write_hint(&mut newest_hint);
                         let done = this.handle(other);
                         self.finished(std::mem::take(&mut taken));
-                        // Unlocked while the callers hear: the next command
-                        // may then run inline at once.
+                        // Unlocked while the callers hear, and locked again
+                        // only for more work: the next command may then run
+                        // inline at once.
                         drop(this);
                         appended.notify();
                         done.notify();
-                        this = self.writer.lock().expect("log writer state poisoned");
+                        match rx.try_recv() {
+                            Ok(cmd) => {
+                                this = self.lock_writer();
+                                next = Some(cmd);
+                                continue;
+                            }
+                            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => continue 'rounds,
+                        }
                     }
                 }
                 next = match rx.try_recv() {
@@ -211,6 +219,11 @@ impl SharedWriter {
             appended.notify();
         }
         tracing::debug!("log writer stopped");
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        // Poisoned: a panic mid-write; the WAL's state is unknown.
+        self.writer.lock().expect("log writer state poisoned")
     }
 
     /// Uncounts `n` commands the thread has finished. Called under the lock
