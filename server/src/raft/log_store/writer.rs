@@ -42,7 +42,7 @@ use crate::raft::TypeConfig;
 const DISK_FULL_RETRY: Duration = Duration::from_millis(250);
 
 /// Encoded `(index, entry)` records of one append call.
-pub(super) type Records = Vec<(u64, Vec<u8>)>;
+type Records = Vec<(u64, Vec<u8>)>;
 /// Appends waiting for the next fsync, with their completion callbacks.
 type PendingAppends = Vec<(Records, IOFlushed<TypeConfig>)>;
 
@@ -187,16 +187,9 @@ impl SharedWriter {
                     other => {
                         // Everything queued before a command is on disk when
                         // that command is acknowledged, hints included.
-                        let appended = flush_appends(&mut this, &mut pending);
-                        this.write_hint(&mut newest_hint);
-                        let done = this.handle(other);
-                        self.finished(std::mem::take(&mut taken));
-                        // Unlocked while the callers hear, and locked again
-                        // only for more work: the next command may then run
-                        // inline at once.
-                        drop(this);
-                        appended.notify();
-                        done.notify();
+                        self.finish(this, &mut pending, &mut newest_hint, Some(other), std::mem::take(&mut taken));
+                        // Locked again only for more work: a caller just told
+                        // may then run its next command inline at once.
                         match rx.try_recv() {
                             Ok(cmd) => {
                                 this = self.lock_writer();
@@ -212,13 +205,30 @@ impl SharedWriter {
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => None,
                 };
             }
-            let appended = flush_appends(&mut this, &mut pending);
-            this.write_hint(&mut newest_hint);
-            self.finished(taken);
-            drop(this);
-            appended.notify();
+            self.finish(this, &mut pending, &mut newest_hint, None, taken);
         }
         tracing::debug!("log writer stopped");
+    }
+
+    /// Makes the pending appends durable, writes the newest hint, then runs
+    /// `cmd` (a truncate, purge or vote) if any; uncounts the `taken`
+    /// commands this covers, unlocks, and only then tells their callers.
+    fn finish(
+        &self,
+        mut writer: MutexGuard<'_, Writer>,
+        pending: &mut PendingAppends,
+        newest_hint: &mut Option<Vec<u8>>,
+        cmd: Option<WalCmd>,
+        taken: usize,
+    ) {
+        let appended = flush_appends(&mut writer, pending);
+        writer.write_hint(newest_hint);
+        let done = cmd.map_or(Completion::Nothing, |cmd| writer.handle(cmd));
+        self.finished(taken);
+        // Unlocked while the callers hear: the next command may run inline.
+        drop(writer);
+        appended.notify();
+        done.notify();
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
