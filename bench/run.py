@@ -294,6 +294,9 @@ def write_results(results: dict, out: Path, results_dir: Path, latest: bool) -> 
     report.write_json(results, out / "results.json")
     (out / "results.md").write_text(report.markdown(results, labels, png.name))
     log("\n" + report.main_table(results, labels))
+    cpu = report.cpu_table(results, results["machine"].get("nproc"))
+    if cpu:
+        log("\nCPU per operation (µs):\n" + cpu)
     extra = report.other_lines(results)
     if extra:
         log("\n" + extra)

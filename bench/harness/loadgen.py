@@ -39,19 +39,39 @@ class Workload:
 
 
 @dataclass
+class CpuCost:
+    """CPU time per operation, in microseconds, over one run."""
+
+    servers_us: float  # every process of the system under test, summed
+    busiest_us: float  # the one process that used the most (Seshat's and etcd's leader)
+    client_us: float  # the load generator
+
+    def to_json(self) -> dict:
+        return {
+            "servers_us": self.servers_us,
+            "busiest_us": self.busiest_us,
+            "client_us": self.client_us,
+        }
+
+
+@dataclass
 class Result:
     rps: float
     p50_ms: float
     p99_ms: float
     requests: int
+    cpu: CpuCost | None = None  # None when a server process was gone by the end
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "rps": self.rps,
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "requests": self.requests,
         }
+        if self.cpu:
+            out["cpu"] = self.cpu.to_json()
+        return out
 
 
 # What redis-benchmark 7 prints when the server answers errors or drops a client.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -215,6 +216,25 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread, live or exited) a running process
+    has used so far, from /proc/<pid>/stat (clock-tick resolution: 10 ms)."""
+    # Field 2, the command name, may hold spaces and parentheses: split after it.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # stat fields 14 and 15
+    return (utime + stime) / _CLK_TCK
+
+
+def reaped_children_cpu_seconds() -> float:
+    """CPU time (user + system) of every child this process has waited for: the
+    difference across one `run_tool` call is that tool's CPU time."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_tool(name: str, argv: Sequence[str], timeout: float) -> tuple[int, str, str]:

@@ -112,6 +112,40 @@ def main_table(results: dict, workloads: list[str]) -> str:
     return "\n".join(lines)
 
 
+# The workloads whose CPU cost the report breaks down: those the targets compare.
+CPU_WORKLOADS = ["SET c=50", "GET c=50", "SET c=50 P=16"]
+
+
+def _fmt_us(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f}"
+
+
+def cpu_table(results: dict, nproc: int | None) -> str:
+    """CPU µs per operation by system for the targets' workloads, with the
+    throughput the machine's cores would allow if nothing else ran."""
+    tp = results.get("throughput", {})
+    lines = [
+        "| workload | system | servers µs/op | busiest process | load generator µs/op "
+        "| cores allow ops/s | measured ops/s |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    rows = 0
+    for label in CPU_WORKLOADS:
+        for name in SYSTEMS:
+            r = tp.get(name, {}).get(label)
+            cpu = r and r.get("cpu")
+            if not cpu:
+                continue
+            total = cpu["servers_us"] + cpu["client_us"]
+            bound = _fmt_rps(nproc * 1e6 / total) if nproc and total > 0 else "—"
+            lines.append(
+                f"| {label} | {name} | {_fmt_us(cpu['servers_us'])} | {_fmt_us(cpu['busiest_us'])} "
+                f"| {_fmt_us(cpu['client_us'])} | {bound} | {_fmt_rps(r['rps'])} |"
+            )
+            rows += 1
+    return "\n".join(lines) if rows else ""
+
+
 def other_lines(results: dict) -> str:
     out = []
     fo = results.get("failover")
@@ -208,6 +242,19 @@ def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
         "## Targets\n\n" + targets_table(results),
         "## Throughput and latency\n\n" + main_table(results, workloads),
     ]
+    cpu = cpu_table(results, results.get("machine", {}).get("nproc"))
+    if cpu:
+        parts.append(
+            "## CPU per operation\n\n"
+            "CPU time (user + system, all threads, from `/proc`) that the system's "
+            "processes and the load generator used during each run, divided by its "
+            "requests; medians over the rounds. The servers and the load generator "
+            "share the machine's cores, so ops/s can reach at most cores × 10⁶ ÷ "
+            "(servers + load generator µs/op); the gap to it is time the cores sat "
+            "idle (processes waiting on fsync or on one another) or ran other work "
+            "(kernel threads, other tenants). On a shared machine "
+            "these figures move much less from hour to hour than ops/s do.\n\n" + cpu
+        )
     extra = other_lines(results)
     if extra:
         parts.append("## Failover and memory\n\n" + extra)

@@ -44,6 +44,10 @@ class System:
     def start(self) -> None:
         raise NotImplementedError
 
+    def server_pids(self) -> list[int]:
+        """Every process of the running system (for memory and CPU figures)."""
+        raise NotImplementedError
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             p.stop()

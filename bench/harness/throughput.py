@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import resp
-from .loadgen import LoadError, Result, Workload, etcd_load, redis_benchmark
+from .loadgen import CpuCost, LoadError, Result, Workload, etcd_load, redis_benchmark
+from .procs import cpu_seconds, reaped_children_cpu_seconds
 from .systems import System
 
 PROBE_SECONDS = 1.0
@@ -78,11 +79,40 @@ def _runner(system: System, plan: Plan) -> Callable[[Workload, int], Result]:
         # Generous: a run is sized for `plan.seconds`; only a hang should hit this.
         t = timeout or max(120.0, 10 * plan.seconds)
         if system.kind == "etcd":
-            return etcd_load(system.leader_endpoint, w, n, plan.value_size, plan.keyspace, t)
+            endpoint = system.leader_endpoint
+            return _with_cpu(
+                system,
+                lambda: etcd_load(endpoint, w, n, plan.value_size, plan.keyspace, t),
+            )
         host, port = system.resp_addr
-        return redis_benchmark(host, port, w, n, plan.value_size, plan.keyspace, t)
+        return _with_cpu(
+            system,
+            lambda: redis_benchmark(host, port, w, n, plan.value_size, plan.keyspace, t),
+        )
 
     return run
+
+
+def _with_cpu(system: System, run: Callable[[], Result]) -> Result:
+    """Runs the load generator and charges the CPU time the system's processes
+    and the generator used meanwhile to the run's requests. On a shared
+    machine this moves far less from hour to hour than ops/s does, and it
+    says where a throughput ratio comes from."""
+    pids = system.server_pids()
+    try:
+        before = [cpu_seconds(p) for p in pids]
+    except OSError:
+        return run()
+    client_before = reaped_children_cpu_seconds()
+    r = run()
+    client = reaped_children_cpu_seconds() - client_before
+    try:
+        used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+    except OSError:  # a server exited mid-run: no figure rather than a wrong one
+        return r
+    per_op = 1e6 / r.requests
+    r.cpu = CpuCost(sum(used) * per_op, max(used) * per_op, client * per_op)
+    return r
 
 
 def preload(system: System, plan: Plan, log: Callable[[str], None]) -> None:
@@ -128,5 +158,18 @@ def _summary(w: Workload, rs: list[Result]) -> dict:
         "rps": statistics.median(r.rps for r in rs),
         "p50_ms": statistics.median(r.p50_ms for r in rs),
         "p99_ms": statistics.median(r.p99_ms for r in rs),
+        "cpu": _cpu_summary([r.cpu for r in rs]),
         "runs": [r.to_json() for r in rs],
+    }
+
+
+def _cpu_summary(costs: list[CpuCost | None]) -> dict | None:
+    """Medians of each CPU figure over the runs that have one."""
+    have = [c for c in costs if c]
+    if not have:
+        return None
+    return {
+        "servers_us": statistics.median(c.servers_us for c in have),
+        "busiest_us": statistics.median(c.busiest_us for c in have),
+        "client_us": statistics.median(c.client_us for c in have),
     }
