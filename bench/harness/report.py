@@ -252,8 +252,10 @@ def markdown(results: dict, workloads: list[str], png_name: str | None) -> str:
             "share the machine's cores, so ops/s can reach at most cores × 10⁶ ÷ "
             "(servers + load generator µs/op); the gap to it is time the cores sat "
             "idle (processes waiting on fsync or on one another) or ran other work "
-            "(kernel threads, other tenants). On a shared machine "
-            "these figures move much less from hour to hour than ops/s do.\n\n" + cpu
+            "(kernel threads, other tenants). A slow minute on a shared machine raises "
+            "these figures as well as lowering ops/s: compare a system's figure with the "
+            "load generator's in the same row, which ran the same program throughout."
+            "\n\n" + cpu
         )
     extra = other_lines(results)
     if extra:
