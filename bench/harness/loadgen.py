@@ -60,7 +60,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     requests: int
-    cpu: CpuCost | None = None  # None when a server process was gone by the end
+    cpu: CpuCost | None = None  # None when a server process exited before the run ended
 
     def to_json(self) -> dict:
         out = {

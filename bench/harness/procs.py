@@ -223,7 +223,8 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system, every thread, live or exited) a running process
-    has used so far, from /proc/<pid>/stat (clock-tick resolution: 10 ms)."""
+    has used so far, from /proc/<pid>/stat (resolution: one clock tick, 10 ms on Linux
+    with the usual USER_HZ of 100)."""
     # Field 2, the command name, may hold spaces and parentheses: split after it.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime = int(fields[11]), int(fields[12])  # stat fields 14 and 15

@@ -95,9 +95,9 @@ def _runner(system: System, plan: Plan) -> Callable[[Workload, int], Result]:
 
 def _with_cpu(system: System, run: Callable[[], Result]) -> Result:
     """Runs the load generator and charges the CPU time the system's processes
-    and the generator used meanwhile to the run's requests. On a shared
-    machine this moves far less from hour to hour than ops/s does, and it
-    says where a throughput ratio comes from."""
+    and the generator used meanwhile to the run's requests: where a throughput
+    ratio comes from. (A slow minute on a shared machine raises these figures
+    too; the generator's, the same program for every system, is the yardstick.)"""
     pids = system.server_pids()
     try:
         before = [cpu_seconds(p) for p in pids]
