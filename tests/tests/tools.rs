@@ -221,6 +221,17 @@ async fn bad_input_gets_redis_errors_and_loses_nothing() {
         ]
     );
 
+    // A value past what the server buffers (64 KiB plus slack): the request is
+    // read and dropped, it alone fails, and the pipeline behind it is served.
+    let big = "x".repeat(70_000);
+    let req = format!("*3\r\n$3\r\nSET\r\n$4\r\nsafe\r\n${}\r\n{big}\r\nPING\r\n", big.len());
+    let (r, closed) = exchange(&addr, req.as_bytes()).await;
+    assert!(!closed, "connection kept open");
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        "-ERR argument too large: 70000 bytes (values may be up to 65536 bytes, keys up to 256)\r\n+PONG\r\n"
+    );
+
     // Nothing already written was lost, and another client is served.
     let (r, _) = exchange(&addr, b"GET safe\r\n").await;
     assert_eq!(r, b"$4\r\nkept\r\n");

@@ -30,7 +30,7 @@ use super::session::Session;
 use super::{ConnContext, FollowerMode};
 use crate::commands::{self, Parsed, ReadCmd};
 use crate::kv::{now_ms, InFlightWrite, KvService, KvServiceError};
-use crate::resp::{encode, Frame, Protocol, RequestDecoder};
+use crate::resp::{encode, Frame, Protocol, ProtocolError, RequestDecoder};
 use crate::store::{split_batch_reply, Operation, WriteCmd};
 
 /// Read buffer size for a fresh (or idle) connection. Small, so that thousands
@@ -147,6 +147,17 @@ impl Connection {
                         }
                     }
                     Ok(None) => break,
+                    Err(ProtocolError::ArgumentTooLarge { len, .. }) => {
+                        // The decoder consumed the whole request: only it fails,
+                        // answered in order, and the connection goes on.
+                        self.flush_batch().await;
+                        let limits = &self.ctx.kv.config().limits;
+                        let reply = Frame::Error(format!(
+                            "ERR argument too large: {len} bytes (values may be up to {} bytes, keys up to {})",
+                            limits.max_value_bytes, limits.max_key_bytes
+                        ));
+                        self.push(Slot::Ready(reply), "unknown", Instant::now());
+                    }
                     Err(e) => {
                         // The stream cannot be resynchronised: reply, then close (as Redis does).
                         self.flush_batch().await;

@@ -3,8 +3,9 @@
 use super::frame::Frame;
 
 /// A framing error. After a request-side error the connection must be closed
-/// (as Redis does): the byte stream cannot be resynchronised. [`ProtocolError::reply`]
-/// gives the error text Redis sends just before closing.
+/// (as Redis does): the byte stream cannot be resynchronised. The one exception
+/// is [`ProtocolError::ArgumentTooLarge`], after which the stream is still framed.
+/// [`ProtocolError::reply`] gives the error text Redis sends just before closing.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// `*N` with N not an integer, or above the multibulk limit.
@@ -34,6 +35,15 @@ pub enum ProtocolError {
     /// An argument over 16 KiB before AUTH, when authentication is required.
     #[error("unauthenticated bulk length")]
     UnauthenticatedBulkLength,
+    /// An argument longer than the server keeps. The decoder has read and dropped
+    /// the whole request, so the stream stays framed: only this request fails.
+    #[error("argument too large: {len} bytes (max {max})")]
+    ArgumentTooLarge {
+        /// The argument's declared length.
+        len: usize,
+        /// The configured `max_bulk_len`.
+        max: usize,
+    },
     /// The declared sizes of one request add up to more than the per-request limit.
     #[error("too big request (over {max} bytes)")]
     RequestTooLarge {
@@ -58,6 +68,9 @@ impl ProtocolError {
     /// The error reply Redis sends for this error, e.g.
     /// `ERR Protocol error: invalid multibulk length`.
     pub fn reply(&self) -> Frame {
-        Frame::Error(format!("ERR Protocol error: {self}"))
+        match self {
+            ProtocolError::ArgumentTooLarge { .. } => Frame::Error(format!("ERR {self}")),
+            _ => Frame::Error(format!("ERR Protocol error: {self}")),
+        }
     }
 }

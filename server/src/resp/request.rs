@@ -10,11 +10,18 @@ use super::num::parse_i64;
 
 /// Hard limits applied while decoding requests. Exceeding one is a protocol error
 /// and closes the connection, so one client can never make the server buffer more
-/// than these bounds allow.
+/// than these bounds allow. The one exception is an argument longer than
+/// `max_bulk_len` but not than `max_skipped_bulk_len`: it is read and discarded,
+/// and its request fails alone ([`ProtocolError::ArgumentTooLarge`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecoderLimits {
-    /// Largest declared `$len` (Redis: `proto-max-bulk-len`, 512 MiB).
+    /// Largest argument kept (default 512 MiB; `seshat serve` sets its value limit
+    /// plus 1 KiB).
     pub max_bulk_len: usize,
+    /// Largest declared `$len` skipped rather than refused; a longer one is a
+    /// protocol error (512 MiB, Redis's `proto-max-bulk-len`). Skipped bytes
+    /// are discarded as they arrive and do not count toward `max_request_bytes`.
+    pub max_skipped_bulk_len: usize,
     /// Largest declared `*N` (Redis accepts up to `INT_MAX`; default 1 Mi).
     pub max_multibulk_len: usize,
     /// Longest inline request line, and longest `*`/`$` header line (64 KiB).
@@ -27,6 +34,7 @@ impl Default for DecoderLimits {
     fn default() -> Self {
         DecoderLimits {
             max_bulk_len: 512 * 1024 * 1024,
+            max_skipped_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
             max_request_bytes: 512 * 1024 * 1024,
@@ -59,6 +67,9 @@ const MAX_PREALLOC_ARGS: usize = 1024;
 ///   They keep that buffer's allocation alive while they live.
 /// - A declared length is checked against the limits before any data is read, and
 ///   at most `MAX_RESERVE` bytes are reserved ahead of received data.
+/// - An argument over `max_bulk_len` is never buffered: its bytes are dropped as
+///   they arrive, the rest of its request is read (and dropped) to keep the stream
+///   framed, and the request yields [`ProtocolError::ArgumentTooLarge`].
 /// - Any input, however malformed, yields `Ok` or `Err`, never a panic.
 #[derive(Debug)]
 pub struct RequestDecoder {
@@ -73,8 +84,13 @@ pub struct RequestDecoder {
     args: Vec<Bytes>,
     /// Length of the current argument once its `$len` line has been read.
     bulk_len: Option<usize>,
-    /// Declared bytes of the current request so far (headers + data + CRLFs).
+    /// Declared bytes of the current request so far (headers + data + CRLFs),
+    /// skipped arguments' data not included.
     request_bytes: usize,
+    /// Bytes of the current (oversized) argument discarded so far.
+    skipped: usize,
+    /// Declared length of the current request's first oversized argument.
+    oversized: Option<usize>,
 }
 
 impl RequestDecoder {
@@ -88,6 +104,8 @@ impl RequestDecoder {
             args: Vec::new(),
             bulk_len: None,
             request_bytes: 0,
+            skipped: 0,
+            oversized: None,
         }
     }
 
@@ -171,12 +189,13 @@ impl RequestDecoder {
         }
         let len = parse_i64(&buf[1..cr])
             .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n <= self.limits.max_bulk_len)
+            .filter(|&n| n <= self.limits.max_bulk_len.max(self.limits.max_skipped_bulk_len))
             .ok_or(ProtocolError::InvalidBulkLength)?;
         if !self.authenticated && len > UNAUTHENTICATED_MAX_BULK {
             return Err(ProtocolError::UnauthenticatedBulkLength);
         }
-        self.request_bytes = self.request_bytes.saturating_add(cr + 2 + len + 2);
+        let kept = if len > self.limits.max_bulk_len { 0 } else { len + 2 };
+        self.request_bytes = self.request_bytes.saturating_add(cr + 2 + kept);
         if self.request_bytes > self.limits.max_request_bytes {
             return Err(ProtocolError::RequestTooLarge { max: self.limits.max_request_bytes });
         }
@@ -197,17 +216,34 @@ impl RequestDecoder {
                     None => return Ok(None),
                 },
             };
-            if buf.len() < len + 2 {
-                // Size the buffer for the rest of this argument, within MAX_RESERVE.
-                buf.reserve((len + 2 - buf.len()).min(MAX_RESERVE));
-                return Ok(None);
+            if len > self.limits.max_bulk_len {
+                // Too long to keep, short enough to skip: drop what has arrived.
+                let drop = (len + 2 - self.skipped).min(buf.len());
+                buf.advance(drop);
+                self.skipped += drop;
+                if self.skipped < len + 2 {
+                    return Ok(None);
+                }
+                self.skipped = 0;
+                self.oversized.get_or_insert(len);
+            } else {
+                if buf.len() < len + 2 {
+                    // Size the buffer for the rest of this argument, within MAX_RESERVE.
+                    buf.reserve((len + 2 - buf.len()).min(MAX_RESERVE));
+                    return Ok(None);
+                }
+                self.args.push(buf.split_to(len).freeze());
+                buf.advance(2); // Redis skips the CRLF after the data without checking it
             }
-            self.args.push(buf.split_to(len).freeze());
-            buf.advance(2); // Redis skips the CRLF after the data without checking it
             self.remaining -= 1;
             self.bulk_len = None;
         }
-        Ok(Some(std::mem::take(&mut self.args)))
+        let args = std::mem::take(&mut self.args);
+        match self.oversized.take() {
+            // The whole request has been consumed: the stream is framed again.
+            Some(len) => Err(ProtocolError::ArgumentTooLarge { len, max: self.limits.max_bulk_len }),
+            None => Ok(Some(args)),
+        }
     }
 }
 
@@ -249,6 +285,8 @@ impl Decoder for RequestDecoder {
             self.remaining = count;
             self.bulk_len = None;
             self.request_bytes = cr + 2;
+            self.skipped = 0;
+            self.oversized = None;
         }
     }
 }

@@ -168,7 +168,13 @@ fn huge_declared_bulk_never_allocates_it() {
 
 #[test]
 fn configured_limits() {
-    let limits = DecoderLimits { max_bulk_len: 8, max_multibulk_len: 3, max_inline_len: 16, max_request_bytes: 40 };
+    let limits = DecoderLimits {
+        max_bulk_len: 8,
+        max_skipped_bulk_len: 8,
+        max_multibulk_len: 3,
+        max_inline_len: 16,
+        max_request_bytes: 40,
+    };
     let run = |input: &[u8]| decode_requests(input, limits);
     assert!(run(b"*3\r\n$8\r\n12345678\r\n$1\r\na\r\n$1\r\nb\r\n").1.is_none());
     assert!(matches!(run(b"*4\r\n").1, Some(ProtocolError::InvalidMultibulkLength)));
@@ -176,6 +182,67 @@ fn configured_limits() {
     assert!(matches!(run(b"0123456789abcdefg\r\n").1, Some(ProtocolError::TooBigInline)));
     let (_, err) = run(b"*3\r\n$8\r\n12345678\r\n$8\r\n12345678\r\n$8\r\n");
     assert_eq!(err.unwrap().reply().as_error(), Some("ERR Protocol error: too big request (over 40 bytes)"));
+}
+
+/// Limits under which arguments of 9..=100 bytes are skipped, not refused.
+const SKIPPING: DecoderLimits = DecoderLimits {
+    max_bulk_len: 8,
+    max_skipped_bulk_len: 100,
+    max_multibulk_len: 4,
+    max_inline_len: 16,
+    max_request_bytes: 40,
+};
+
+#[test]
+fn an_oversized_argument_fails_its_request_alone() {
+    let mut decoder = RequestDecoder::new(SKIPPING);
+    // The long argument in the middle, then a request that must still decode.
+    let input = [&b"*3\r\n$3\r\nSET\r\n$60\r\n"[..], &[b'x'; 60], b"\r\n$1\r\nv\r\n*1\r\n$4\r\nPING\r\n"].concat();
+    let mut buf = BytesMut::from(&input[..]);
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert!(matches!(err, ProtocolError::ArgumentTooLarge { len: 60, max: 8 }), "{err:?}");
+    assert_eq!(err.reply().as_error(), Some("ERR argument too large: 60 bytes (max 8)"));
+    assert_eq!(decoder.decode(&mut buf).unwrap(), Some(args(&["PING"])));
+    // 60 skipped bytes do not count toward the 40-byte request limit.
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn a_skipped_argument_is_never_buffered_however_it_arrives() {
+    let input = [&b"*2\r\n$3\r\nSET\r\n$100\r\n"[..], &[b'x'; 100], b"\r\n*1\r\n$4\r\nPING\r\n"].concat();
+    for chunk in [1, 2, 7, 64, input.len()] {
+        let mut decoder = RequestDecoder::new(SKIPPING);
+        let mut buf = BytesMut::new();
+        let mut outcomes = Vec::new();
+        for piece in input.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(request)) => outcomes.push(Ok(request)),
+                    Ok(None) => break,
+                    Err(e) => outcomes.push(Err(e.to_string())),
+                }
+                assert!(outcomes.len() <= 2, "chunk {chunk}: {outcomes:?}");
+            }
+            assert!(buf.len() <= chunk.max(16), "chunk {chunk}: {} bytes held", buf.len());
+        }
+        assert_eq!(
+            outcomes,
+            vec![Err("argument too large: 100 bytes (max 8)".to_owned()), Ok(args(&["PING"]))],
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn past_the_skip_limit_a_bulk_length_is_refused() {
+    let (_, err) = decode_requests(b"*2\r\n$3\r\nSET\r\n$101\r\n", SKIPPING);
+    assert!(matches!(err, Some(ProtocolError::InvalidBulkLength)), "{err:?}");
+    // Before AUTH the 16 KiB cap still closes the connection.
+    let mut decoder = RequestDecoder::new(DecoderLimits { max_bulk_len: 8, ..DecoderLimits::default() });
+    decoder.set_authenticated(false);
+    let mut buf = BytesMut::from(&b"*2\r\n$3\r\nSET\r\n$20000\r\n"[..]);
+    assert!(matches!(decoder.decode(&mut buf), Err(ProtocolError::UnauthenticatedBulkLength)));
 }
 
 #[test]
@@ -219,7 +286,13 @@ fn random_input_is_chunking_independent() {
         b"\0",
         b"\xff",
     ];
-    let limits = DecoderLimits { max_bulk_len: 64, max_multibulk_len: 8, max_inline_len: 32, max_request_bytes: 256 };
+    let limits = DecoderLimits {
+        max_bulk_len: 64,
+        max_skipped_bulk_len: 64,
+        max_multibulk_len: 8,
+        max_inline_len: 32,
+        max_request_bytes: 256,
+    };
     for _ in 0..3000 {
         let mut input = Vec::new();
         for _ in 0..rng.random_range(1..24) {
