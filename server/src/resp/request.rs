@@ -87,9 +87,11 @@ pub struct RequestDecoder {
     /// Declared bytes of the current request so far (headers + data + CRLFs),
     /// skipped arguments' data not included.
     request_bytes: usize,
-    /// Bytes of the current (oversized) argument discarded so far.
+    /// Bytes of the current (oversized) argument discarded so far; back to 0
+    /// once that argument is passed.
     skipped: usize,
-    /// Declared length of the current request's first oversized argument.
+    /// Declared length of the current request's first oversized argument;
+    /// taken when the request ends, so a new request starts without one.
     oversized: Option<usize>,
 }
 
@@ -285,8 +287,6 @@ impl Decoder for RequestDecoder {
             self.remaining = count;
             self.bulk_len = None;
             self.request_bytes = cr + 2;
-            self.skipped = 0;
-            self.oversized = None;
         }
     }
 }
