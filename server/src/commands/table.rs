@@ -147,6 +147,8 @@ const KS_WRITE_FAST: &[&str] = &["@keyspace", "@write", "@fast"];
 const KS_WRITE_SLOW: &[&str] = &["@keyspace", "@write", "@slow"];
 const KS_DANGEROUS: &[&str] = &["@keyspace", "@write", "@slow", "@dangerous"];
 const CONN_CAT: &[&str] = &["@fast", "@connection"];
+const TX_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+const TX_FAST: &[&str] = &["@fast", "@transaction"];
 const SLOW_CONN: &[&str] = &["@slow", "@connection"];
 const ADMIN_CONN: &[&str] = &["@admin", "@slow", "@dangerous", "@connection"];
 
@@ -182,6 +184,8 @@ const STRING_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1
 const GENERIC_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1, ..BASE };
 /// A connection-group command handled by the connection layer.
 const CONNECTION: CommandSpec = CommandSpec { group: "connection", acl_categories: CONN_CAT, ..BASE };
+/// MULTI, EXEC, DISCARD, WATCH, UNWATCH: handled by the connection layer.
+const TRANSACTION: CommandSpec = CommandSpec { group: "transactions", ..BASE };
 
 #[rustfmt::skip]
 static TABLE: &[CommandSpec] = &[
@@ -194,7 +198,9 @@ static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "decr", arity: 2, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: RW_UPDATE, summary: "Decrement the integer value of a key by one", parse: strings::incr_family, ..STRING_KEY },
     CommandSpec { name: "decrby", arity: 3, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: RW_UPDATE, summary: "Decrement the integer value of a key by the given number", parse: strings::incr_family, ..STRING_KEY },
     CommandSpec { name: "del", arity: -2, flags: W, last_key: -1, kind: Write, acl_categories: KS_WRITE_SLOW, tips: &["request_policy:multi_shard", "response_policy:agg_sum"], key_specs: &[KeySpec::all(&["RM", "delete"], 1)], summary: "Delete a key", complexity: "O(N) where N is the number of keys that will be removed.", parse: keys::del, ..GENERIC_KEY },
+    CommandSpec { name: "discard", arity: 1, flags: TX_FLAGS, acl_categories: TX_FAST, summary: "Discard all commands issued after MULTI", since: "2.0.0", complexity: "O(N), when N is the number of queued commands", ..TRANSACTION },
     CommandSpec { name: "echo", arity: 2, flags: LOADING_STALE_FAST, summary: "Echo the given string", ..CONNECTION },
+    CommandSpec { name: "exec", arity: 1, flags: &["noscript", "loading", "stale", "skip_slowlog"], acl_categories: &["@slow", "@transaction"], summary: "Execute all commands issued after MULTI", since: "1.2.0", complexity: "Depends on commands in the transaction", ..TRANSACTION },
     CommandSpec { name: "exists", arity: -2, flags: RO_FAST, last_key: -1, kind: Read, acl_categories: KS_READ_FAST, tips: &["request_policy:multi_shard", "response_policy:agg_sum"], key_specs: &[KeySpec::all(&["RO"], 1)], summary: "Determine if a key exists", complexity: "O(N) where N is the number of keys to check.", parse: keys::exists, ..GENERIC_KEY },
     CommandSpec { name: "expire", arity: -3, flags: W_FAST, kind: Write, acl_categories: KS_WRITE_FAST, key_specs: RW_NOACCESS, summary: "Set a key's time to live in seconds", parse: keys::expire, ..GENERIC_KEY },
     CommandSpec { name: "expireat", arity: -3, flags: W_FAST, kind: Write, acl_categories: KS_WRITE_FAST, key_specs: RW_NOACCESS, summary: "Set the expiration for a key as a UNIX timestamp", since: "1.2.0", parse: keys::expire, ..GENERIC_KEY },
@@ -215,6 +221,7 @@ static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "mget", arity: -2, flags: RO_FAST, last_key: -1, kind: Read, acl_categories: STR_READ_FAST, tips: &["request_policy:multi_shard"], key_specs: &[KeySpec::all(&["RO", "access"], 1)], summary: "Get the values of all the given keys", complexity: "O(N) where N is the number of keys to retrieve.", parse: strings::mget, ..STRING_KEY },
     CommandSpec { name: "mset", arity: -3, flags: W_OOM, last_key: -1, step: 2, kind: Write, acl_categories: STR_WRITE_SLOW, tips: &["request_policy:multi_shard", "response_policy:all_succeeded"], key_specs: &[KeySpec::all(&["OW", "update"], 2)], summary: "Set multiple keys to multiple values", since: "1.0.1", complexity: "O(N) where N is the number of keys to set.", parse: strings::mset, ..STRING_KEY },
     CommandSpec { name: "msetnx", arity: -3, flags: W_OOM, last_key: -1, step: 2, kind: Write, acl_categories: STR_WRITE_SLOW, tips: &["request_policy:multi_shard", "response_policy:agg_min"], key_specs: &[KeySpec::all(&["OW", "insert"], 2)], summary: "Set multiple keys to multiple values, only if none of the keys exist", since: "1.0.1", complexity: "O(N) where N is the number of keys to set.", parse: strings::mset, ..STRING_KEY },
+    CommandSpec { name: "multi", arity: 1, flags: TX_FLAGS, acl_categories: TX_FAST, summary: "Mark the start of a transaction block", since: "1.2.0", ..TRANSACTION },
     CommandSpec { name: "persist", arity: 2, flags: W_FAST, kind: Write, acl_categories: KS_WRITE_FAST, key_specs: RW_NOACCESS, summary: "Remove the expiration from a key", since: "2.2.0", parse: keys::persist, ..GENERIC_KEY },
     CommandSpec { name: "pexpire", arity: -3, flags: W_FAST, kind: Write, acl_categories: KS_WRITE_FAST, key_specs: RW_NOACCESS, summary: "Set a key's time to live in milliseconds", since: "2.6.0", parse: keys::expire, ..GENERIC_KEY },
     CommandSpec { name: "pexpireat", arity: -3, flags: W_FAST, kind: Write, acl_categories: KS_WRITE_FAST, key_specs: RW_NOACCESS, summary: "Set the expiration for a key as a UNIX timestamp specified in milliseconds", since: "2.6.0", parse: keys::expire, ..GENERIC_KEY },
@@ -239,6 +246,8 @@ static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "ttl", arity: 2, flags: RO_FAST, kind: Read, acl_categories: KS_READ_FAST, tips: &["nondeterministic_output"], key_specs: RO_ACCESS, summary: "Get the time to live for a key in seconds", parse: keys::ttl, ..GENERIC_KEY },
     CommandSpec { name: "type", arity: 2, flags: RO_FAST, kind: Read, acl_categories: KS_READ_FAST, key_specs: RO_ONLY, summary: "Determine the type stored at key", parse: keys::type_of, ..GENERIC_KEY },
     CommandSpec { name: "unlink", arity: -2, flags: W_FAST, last_key: -1, kind: Write, acl_categories: KS_WRITE_FAST, tips: &["request_policy:multi_shard", "response_policy:agg_sum"], key_specs: &[KeySpec::all(&["RM", "delete"], 1)], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", complexity: "O(1) for each key removed regardless of its size.", parse: keys::del, ..GENERIC_KEY },
+    CommandSpec { name: "unwatch", arity: 1, flags: TX_FLAGS, acl_categories: TX_FAST, summary: "Forget about all watched keys", since: "2.2.0", ..TRANSACTION },
+    CommandSpec { name: "watch", arity: -2, flags: TX_FLAGS, first_key: 1, last_key: -1, step: 1, acl_categories: TX_FAST, key_specs: &[KeySpec::all(&["RO"], 1)], summary: "Monitor changes to keys to determine execution of the MULTI/EXEC block", since: "2.2.0", complexity: "O(1) for every key.", ..TRANSACTION },
 ];
 
 #[rustfmt::skip]

@@ -13,6 +13,11 @@
 //! writes then costs one entry's encoding, replication and apply overhead
 //! instead of N. Any other command first flushes the batch, so replies keep
 //! the client's order.
+//!
+//! `MULTI` ... `EXEC` is queued here and becomes one log entry at `EXEC`
+//! (see the `transaction` module); on a follower the whole transaction goes
+//! to the leader at `EXEC`, in one go down the upstream connection, so it
+//! can never be split across two upstream connections.
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,6 +32,7 @@ use tokio_util::codec::Decoder;
 
 use super::forward::{Upstream, FORWARDED_MARKER};
 use super::session::Session;
+use super::transaction::{ExecPlan, Multi, Watching};
 use super::{ConnContext, FollowerMode};
 use crate::commands::{self, Parsed, ReadCmd};
 use crate::kv::{now_ms, InFlightWrite, KvService, KvServiceError};
@@ -45,12 +51,22 @@ const MAX_BATCH_WRITES: usize = 512;
 /// ...or this many bytes of arguments, so one log entry stays small.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+mod exec;
+use exec::Handled;
+
 enum Slot {
     Ready(Frame),
     Write(InFlightWrite),
     /// One log entry holding several pipelined writes; one reply per part.
     WriteBatch(InFlightWrite, Vec<BatchPart>),
+    /// A transaction's log entry, and the replies `EXEC` knew without it.
+    Exec(InFlightWrite, Vec<Option<Frame>>),
     Forwarded,
+    /// A forwarded command whose reply the client does not get (the parts of
+    /// a forwarded transaction before its `EXEC`).
+    ForwardedQuiet,
+    /// A forwarded `EXEC`.
+    ForwardedExec,
 }
 
 /// A write waiting in the connection's batch, or a part of a proposed batch.
@@ -90,6 +106,12 @@ struct Connection {
     /// Leader-local writes not yet proposed; see the module docs.
     batch: Vec<BatchedWrite>,
     batch_bytes: usize,
+    /// Commands queued since `MULTI`, if the client is in one.
+    multi: Option<Multi>,
+    watching: Watching,
+    /// Counts upstream connections opened, so a watch held by one of them is
+    /// known lost once another replaces it.
+    upstream_generation: u64,
 }
 
 /// Serves one client connection until it closes.
@@ -111,6 +133,9 @@ pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAd
         out: BytesMut::new(),
         batch: Vec::new(),
         batch_bytes: 0,
+        multi: None,
+        watching: Watching::default(),
+        upstream_generation: 0,
     };
     ctx.clients().insert(id, conn.session.info.clone());
     ctx.metrics.connections.inc();
@@ -188,8 +213,8 @@ impl Connection {
     fn push(&mut self, slot: Slot, cmd: &'static str, started: Instant) {
         debug_assert!(self.batch.is_empty(), "a slot was queued ahead of batched writes");
         match slot {
-            Slot::Write(_) | Slot::WriteBatch(..) => self.local_writes += 1,
-            Slot::Forwarded => self.forwards += 1,
+            Slot::Write(_) | Slot::WriteBatch(..) | Slot::Exec(..) => self.local_writes += 1,
+            Slot::Forwarded | Slot::ForwardedQuiet | Slot::ForwardedExec => self.forwards += 1,
             Slot::Ready(_) => {}
         }
         self.queue.push_back(Pending { slot, protocol: self.session.info.protocol, cmd, started });
@@ -214,6 +239,13 @@ impl Connection {
         let parsed = commands::parse(&args, &self.ctx.kv.config().limits, now);
         if !matches!(parsed, Ok(Parsed::Write(_))) {
             self.flush_batch().await;
+        }
+        if self.multi.is_some() || matches!(name, "multi" | "exec" | "discard" | "watch" | "unwatch" | "reset") {
+            match self.transactional(&args, name, &parsed, started).await {
+                Handled::Reply(reply) => return self.push(Slot::Ready(reply), name, started),
+                Handled::Queued => return,
+                Handled::NotHere => {}
+            }
         }
         match parsed {
             Err(e) => self.push(Slot::Ready(e.to_frame()), name, started),
@@ -336,7 +368,10 @@ impl Connection {
         }
         if self.upstream.is_none() {
             match Upstream::connect(&addr.resp_addr, self.ctx.requirepass.as_deref()).await {
-                Ok(up) => self.upstream = Some(up),
+                Ok(up) => {
+                    self.upstream = Some(up);
+                    self.upstream_generation += 1;
+                }
                 Err(e) => {
                     return Slot::Ready(Frame::Error(format!(
                         "CLUSTERDOWN leader at {} is unreachable: {e}",
@@ -374,9 +409,28 @@ impl Connection {
                     }
                     continue;
                 }
+                Slot::Exec(w, known) => {
+                    self.local_writes -= 1;
+                    let applied = KvService::finish_write(w).await.unwrap_or_else(|e| e.to_frame());
+                    ExecPlan::merge(known, applied)
+                }
                 Slot::Forwarded => {
                     self.forwards -= 1;
                     self.forwarded_reply().await
+                }
+                Slot::ForwardedExec => {
+                    self.forwards -= 1;
+                    // The upstream speaks RESP3, where an aborted EXEC's nil
+                    // array arrives as a plain null.
+                    match self.forwarded_reply().await {
+                        Frame::Null => Frame::NullArray,
+                        reply => reply,
+                    }
+                }
+                Slot::ForwardedQuiet => {
+                    self.forwards -= 1;
+                    self.forwarded_reply().await;
+                    continue;
                 }
             };
             self.ctx.metrics.observe_command(p.cmd, !matches!(frame, Frame::Error(_)), p.started.elapsed());
@@ -384,6 +438,7 @@ impl Connection {
         }
     }
 
+    /// The reply of a forwarded command.
     async fn forwarded_reply(&mut self) -> Frame {
         let Some(up) = self.upstream.as_mut() else {
             return Frame::Error(

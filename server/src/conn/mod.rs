@@ -7,11 +7,13 @@
 //!   (HELLO, AUTH, CLIENT, SELECT, INFO, CONFIG, …).
 //! - `forward`: a follower's connection to the leader for forwarded commands.
 //! - `info`: the `INFO` text.
+//! - `transaction`: MULTI / EXEC / DISCARD / WATCH state.
 
 mod connection;
 mod forward;
 mod info;
 mod session;
+mod transaction;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -148,19 +148,25 @@ impl Session {
     }
 
     fn check_password(&mut self, ctx: &ConnContext, user: Option<&Bytes>, pass: &Bytes) -> Result<(), Frame> {
-        let Some(expected) = &ctx.requirepass else {
-            return Err(Frame::Error(
-                "ERR AUTH <password> called without any password configured for the default user. \
-                 Are you sure your configuration is correct?"
-                    .into(),
-            ));
-        };
         let user_ok = user.is_none_or(|u| eq(u, "default"));
+        let Some(expected) = &ctx.requirepass else {
+            // As Redis: the default user then takes any password when named,
+            // and there is no other user.
+            return match (user, user_ok) {
+                (None, _) => Err(Frame::Error(
+                    "ERR AUTH <password> called without any password configured for the default user. \
+                     Are you sure your configuration is correct?"
+                        .into(),
+                )),
+                (Some(_), true) => Ok(()),
+                (Some(_), false) => Err(wrong_pass()),
+            };
+        };
         if user_ok && pass.as_ref() == expected.as_bytes() {
             self.authenticated = true;
             Ok(())
         } else {
-            Err(Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into()))
+            Err(wrong_pass())
         }
     }
 
@@ -294,4 +300,9 @@ impl Session {
             Frame::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", arg_str(sub)))
         }
     }
+}
+
+/// Redis's reply to credentials that match no user.
+fn wrong_pass() -> Frame {
+    Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
 }

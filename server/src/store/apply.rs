@@ -8,9 +8,9 @@
 use bytes::Bytes;
 
 use super::entry::Entry;
-use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, WriteCmd};
+use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd};
 use super::Store;
-use crate::commands::CommandError;
+use crate::commands::{self, CommandError, Limits, Parsed};
 use crate::resp::num::{format_human_float, parse_f64, parse_i64};
 use crate::resp::Frame;
 
@@ -102,7 +102,12 @@ impl Store {
         prefetch.advance(self, &op.cmd);
         let now = op.at_ms.max(self.clock_ms);
         self.clock_ms = now;
-        match &op.cmd {
+        self.apply_cmd(now, &op.cmd, prefetch)
+    }
+
+    /// Applies one write at the store clock `now`.
+    fn apply_cmd<'op>(&mut self, now: u64, cmd: &'op WriteCmd, prefetch: &mut Prefetch<'op>) -> Frame {
+        match cmd {
             WriteCmd::Set { key, value, cond, ttl, get } => self.apply_set(now, key, value, *cond, *ttl, *get),
             WriteCmd::SetNx { key, value } => {
                 let frame = self.apply_set(now, key, value, SetCondition::IfAbsent, SetTtl::Clear, false);
@@ -168,6 +173,41 @@ impl Store {
                 Frame::Integer(removed)
             }
             WriteCmd::Batch { ops } => Frame::Array(ops.iter().map(|op| self.apply_with(op, prefetch)).collect()),
+            WriteCmd::Transaction { steps, watched } => self.apply_transaction(now, steps, watched, prefetch),
+        }
+    }
+
+    /// `EXEC`: nil if a watched key changed since it was watched, else every
+    /// step in order, at one clock, with nothing in between.
+    fn apply_transaction<'op>(
+        &mut self,
+        now: u64,
+        steps: &'op [TxStep],
+        watched: &[WatchedKey],
+        prefetch: &mut Prefetch<'op>,
+    ) -> Frame {
+        let changed = |store: &Store, w: &WatchedKey| {
+            store.watch_stamp(&w.key) != w.stamp || (w.live && store.get(&w.key, now).is_none())
+        };
+        if watched.iter().any(|w| changed(self, w)) {
+            return Frame::NullArray;
+        }
+        let replies = steps.iter().map(|step| match step {
+            TxStep::Write(cmd) => self.apply_cmd(now, cmd, prefetch),
+            TxStep::Read(args) => self.transaction_read(now, args),
+        });
+        Frame::Array(replies.collect())
+    }
+
+    /// A read inside a transaction, at its place among the writes. The leader
+    /// checked it (key sizes included) before proposing it, so it is parsed
+    /// here without limits.
+    fn transaction_read(&self, now: u64, args: &[Bytes]) -> Frame {
+        let unlimited = Limits { max_key_bytes: usize::MAX, max_value_bytes: usize::MAX };
+        match commands::parse(args, &unlimited, now) {
+            Ok(Parsed::Read(cmd)) => commands::execute_read(&cmd, self, now),
+            Ok(_) => Frame::Error("ERR internal error: a transaction's read step is not a read".into()),
+            Err(e) => e.to_frame(),
         }
     }
 
@@ -332,6 +372,7 @@ impl Store {
         let old_value = old_value.unwrap_or(&[]);
         let old_len = old_value.len();
         if end <= old_len {
+            self.watch.touch(key);
             let shard = &mut self.shards[super::shard_of(hash)];
             let entry = shard.find_mut(hash, |e| e.key() == key).expect("live entry");
             entry.string_value_mut().expect("string entry")[offset..end].copy_from_slice(value);

@@ -20,6 +20,7 @@ mod entry;
 mod ops;
 mod snapshot;
 mod thin;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -31,7 +32,7 @@ use rand::Rng;
 pub use apply::split_batch_reply;
 use entry::Entry;
 pub use entry::{ValueRef, ValueType};
-pub use ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, WriteCmd};
+pub use ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd};
 pub use snapshot::SnapshotError;
 
 const SHARD_BITS: u32 = 12;
@@ -55,6 +56,9 @@ pub struct Store {
     /// The highest `at_ms` applied so far: the store's clock never runs backwards
     /// even when leadership moves to a node whose wall clock is behind.
     clock_ms: u64,
+    /// Invariant: every change to a key's entry (put, remove, in-place write,
+    /// clear) touches the key's stamp.
+    watch: watch::WatchStamps,
 }
 
 /// A borrowed view of one stored key.
@@ -124,6 +128,7 @@ impl Store {
             expires: BTreeMap::new(),
             entry_bytes: 0,
             clock_ms: 0,
+            watch: watch::WatchStamps::default(),
         }
     }
 
@@ -303,8 +308,15 @@ impl Store {
         }
     }
 
+    /// The modification stamp of `key` for `WATCH`: it changes whenever the
+    /// key is written (and, rarely, when a key sharing its slot is).
+    pub fn watch_stamp(&self, key: &[u8]) -> u64 {
+        self.watch.get(key)
+    }
+
     /// Inserts or replaces the entry for its key, keeping the indexes in step.
     fn put(&mut self, hash: u64, entry: Entry) {
+        self.watch.touch(entry.key());
         self.index_add(&entry, hash);
         self.entry_bytes += entry.heap_size();
         let hasher = &self.hasher;
@@ -326,6 +338,7 @@ impl Store {
     fn remove(&mut self, key: &[u8], hash: u64) -> Option<Entry> {
         let found = self.shards[shard_of(hash)].find_entry(hash, |e| e.key() == key).ok()?;
         let (entry, _) = found.remove();
+        self.watch.touch(key);
         self.len -= 1;
         self.entry_bytes -= entry.heap_size();
         self.index_remove(&entry, hash);
@@ -350,6 +363,7 @@ impl Store {
             *shard = HashTable::new(); // frees the memory too, unlike clear()
         }
         self.expires.clear();
+        self.watch.touch_all();
         self.len = 0;
         self.entry_bytes = 0;
     }
@@ -357,3 +371,5 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tx_tests;

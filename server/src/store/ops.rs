@@ -193,6 +193,46 @@ pub enum WriteCmd {
         /// The writes, in the client's order.
         ops: Vec<Operation>,
     },
+    /// A client's `MULTI` ... `EXEC`: its reads and writes run in order, as one
+    /// log entry, with nothing from other clients in between; replies an array
+    /// of their replies (an error in one step does not stop the others, as in
+    /// Redis). Unless a watched key changed since its `WATCH`: then nothing
+    /// runs and the reply is nil.
+    Transaction {
+        /// The queued commands, in the client's order.
+        steps: Vec<TxStep>,
+        /// The keys the client watched, with what it saw.
+        watched: Vec<WatchedKey>,
+    },
+}
+
+/// One command of a [`WriteCmd::Transaction`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TxStep {
+    /// A write, applied exactly as it would be alone.
+    Write(WriteCmd),
+    /// A read, as the client sent it (validated by the leader). It runs at its
+    /// place in the transaction so that it sees the writes before it; only the
+    /// leader's reply reaches a client, and reads change nothing, so replicas
+    /// may run it or not alike.
+    Read(Vec<Bytes>),
+}
+
+/// A key under `WATCH`, and the state the watching client saw.
+///
+/// Invariant: `stamp` is the key's [`Store::watch_stamp`](super::Store::watch_stamp)
+/// read from an applied state; every write to the key (or a FLUSHALL) after
+/// that state raises it, on every replica alike, so comparing stamps at apply
+/// time is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedKey {
+    /// The key.
+    pub key: Bytes,
+    /// The key's modification stamp when it was watched.
+    pub stamp: u64,
+    /// Whether the key held a live value then (a watched key that expires
+    /// afterwards counts as changed, as in Redis 7).
+    pub live: bool,
 }
 
 impl WriteCmd {
@@ -216,6 +256,7 @@ impl WriteCmd {
             WriteCmd::FlushAll => "flushall",
             WriteCmd::ExpireKeys { .. } => "expire-sweep",
             WriteCmd::Batch { .. } => "batch",
+            WriteCmd::Transaction { .. } => "transaction",
         }
     }
 
@@ -238,6 +279,10 @@ impl WriteCmd {
             WriteCmd::Rename { src, dst, .. } => src.len() + dst.len(),
             WriteCmd::FlushAll => 0,
             WriteCmd::Batch { ops } => ops.iter().map(|op| op.cmd.approx_len()).sum(),
+            WriteCmd::Transaction { steps, watched } => {
+                let steps: usize = steps.iter().map(TxStep::approx_len).sum();
+                steps + watched.iter().map(|w| w.key.len()).sum::<usize>()
+            }
         }
     }
 
@@ -245,6 +290,7 @@ impl WriteCmd {
     pub fn write_count(&self) -> usize {
         match self {
             WriteCmd::Batch { ops } => ops.iter().map(|op| op.cmd.write_count()).sum(),
+            // One client command (EXEC), whatever it holds.
             _ => 1,
         }
     }
@@ -271,6 +317,21 @@ impl WriteCmd {
             }
             WriteCmd::FlushAll => {}
             WriteCmd::Batch { ops } => ops.iter().for_each(|op| op.cmd.for_each_key(f)),
+            WriteCmd::Transaction { steps, .. } => steps.iter().for_each(|step| {
+                if let TxStep::Write(cmd) = step {
+                    cmd.for_each_key(f);
+                }
+            }),
+        }
+    }
+}
+
+impl TxStep {
+    /// Bytes of keys, values and arguments the step carries.
+    pub fn approx_len(&self) -> usize {
+        match self {
+            TxStep::Write(cmd) => cmd.approx_len(),
+            TxStep::Read(args) => args.iter().map(Bytes::len).sum(),
         }
     }
 }

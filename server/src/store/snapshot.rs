@@ -2,13 +2,19 @@
 //!
 //! ```text
 //! magic    8 bytes  "SESHATKV"
-//! version  u32 LE   1
+//! version  u32 LE   2
 //! clock_ms u64 LE   the store's apply clock
 //! count    u64 LE   number of entries
 //! entries  count ×  [type u8][has_expire u8][expire_at u64 LE if has_expire]
 //!                   [key_len u32 LE][key][value_len u32 LE][value]
+//! counter  u64 LE   WATCH stamps: writes stamped so far         (version 2)
+//! written  u32 LE   number of stamp slots ever written         (version 2)
+//! stamps   written × [slot u32 LE][stamp u64 LE], ascending slots (version 2)
 //! crc32    u32 LE   CRC-32 (IEEE) of every byte above
 //! ```
+//!
+//! Version 1 (no stamps) is still read; its stamps start from the entries
+//! loaded, which only matters to a `WATCH` that spans the upgrade.
 //!
 //! Entries are written in ascending key order, so two stores with the same
 //! contents write the same bytes whatever their hash seeds: replicas can compare
@@ -19,10 +25,13 @@
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use super::entry::{Entry, ValueRef, ValueType};
+use super::watch::{WatchStamps, SLOTS};
 use super::Store;
 
 const MAGIC: &[u8; 8] = b"SESHATKV";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before WATCH stamps were added.
+const VERSION_WITHOUT_STAMPS: u32 = 1;
 const TYPE_STRING: u8 = 0;
 /// Lengths up to this are allocated up front when reading.
 const TRUSTED_LEN: usize = 1 << 20;
@@ -155,6 +164,13 @@ impl Store {
             blob(&mut w, entry.key())?;
             blob(&mut w, value)?;
         }
+        let (counter, written) = self.watch.parts();
+        w.write_all(&counter.to_le_bytes())?;
+        w.write_all(&(written.len() as u32).to_le_bytes())?;
+        for (slot, stamp) in written {
+            w.write_all(&slot.to_le_bytes())?;
+            w.write_all(&stamp.to_le_bytes())?;
+        }
         let crc = w.crc.clone().finalize();
         let mut inner = w.inner;
         inner.write_all(&crc.to_le_bytes())?;
@@ -171,7 +187,7 @@ impl Store {
             return Err(SnapshotError::BadMagic);
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_WITHOUT_STAMPS {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let mut store = Store::new();
@@ -202,6 +218,16 @@ impl Store {
                 Some(previous) => std::mem::swap(previous, &mut key),
                 None => previous = Some(std::mem::take(&mut key)),
             }
+        }
+        if version == VERSION {
+            let counter = r.u64()?;
+            let count = r.u32()? as usize;
+            if count > SLOTS {
+                return Err(SnapshotError::Corrupt("more watch stamps than slots"));
+            }
+            let written = (0..count).map(|_| Ok((r.u32()?, r.u64()?))).collect::<io::Result<Vec<_>>>()?;
+            store.watch =
+                WatchStamps::from_parts(counter, &written).ok_or(SnapshotError::Corrupt("bad watch stamps"))?;
         }
         let computed = r.crc.clone().finalize();
         let mut stored = [0u8; 4];
