@@ -87,6 +87,11 @@ impl fmt::Display for ChaosReport {
             s.fail,
             s.unknown
         )?;
+        writeln!(
+            f,
+            "  transactions: {} MULTI/EXEC swaps; WATCH increments {} run, {} refused by EXEC",
+            s.tx_swaps, s.watch_applied, s.watch_refused
+        )?;
         writeln!(f, "  faults injected: {} {:?}", self.faults.len(), self.faults_by_kind())?;
         for r in &self.faults {
             writeln!(f, "    {r}")?;

@@ -125,7 +125,8 @@ pub fn check_key(key: &str, ops: &[Operation], limits: Limits) -> KeyReport {
     // observed before the next write replaces it (an observation would name
     // its unique value), so removing it preserves legality.
     let observed = observed_values(&entries);
-    let value_only = entries.iter().all(|e| matches!(e.input, Call::Get | Call::Set(_) | Call::SetGet(_)));
+    let value_only =
+        entries.iter().all(|e| matches!(e.input, Call::Get | Call::Set(_) | Call::SetGet(_) | Call::TxSwap(_)));
     let pruned: Vec<usize> = (0..entries.len())
         .filter(|&i| {
             let e = &entries[i];

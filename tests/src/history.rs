@@ -74,6 +74,13 @@ pub enum Call {
     Incr,
     /// `DEL k`: replies whether a key was removed.
     Del,
+    /// `UNWATCH`, then `MULTI; GET k; SET k v; EXEC`: a swap in a
+    /// transaction; replies the value the GET read, as `SET .. GET` does.
+    TxSwap(Value),
+    /// An optimistic increment: `WATCH k; GET k` reads `n`, then
+    /// `MULTI; SET k n+1; EXEC`. Replies the new value, or not-applied when
+    /// `EXEC` refused because the key changed (or may have) since `WATCH`.
+    WatchIncr,
 }
 
 impl Call {
@@ -86,8 +93,8 @@ impl Call {
     /// The value this call writes unconditionally or conditionally, if any.
     pub fn written_value(&self) -> Option<Value> {
         match *self {
-            Call::Set(v) | Call::SetGet(v) | Call::SetNx(v) | Call::SetXx(v) => Some(v),
-            Call::Get | Call::Incr | Call::Del => None,
+            Call::Set(v) | Call::SetGet(v) | Call::SetNx(v) | Call::SetXx(v) | Call::TxSwap(v) => Some(v),
+            Call::Get | Call::Incr | Call::Del | Call::WatchIncr => None,
         }
     }
 }
@@ -102,6 +109,8 @@ impl fmt::Display for Call {
             Call::SetXx(v) => write!(f, "SET {v} XX"),
             Call::Incr => write!(f, "INCR"),
             Call::Del => write!(f, "DEL"),
+            Call::TxSwap(v) => write!(f, "MULTI GET SET {v} EXEC"),
+            Call::WatchIncr => write!(f, "WATCH GET MULTI SET+1 EXEC"),
         }
     }
 }
@@ -243,6 +252,14 @@ impl History {
                 Outcome::Fail { .. } => s.fail += 1,
                 Outcome::Unknown { .. } => s.unknown += 1,
             }
+            if let Outcome::Ok { ret, .. } = &op.outcome {
+                match (op.call, ret) {
+                    (Call::TxSwap(_), _) => s.tx_swaps += 1,
+                    (Call::WatchIncr, Ret::Applied(false)) => s.watch_refused += 1,
+                    (Call::WatchIncr, _) => s.watch_applied += 1,
+                    _ => {}
+                }
+            }
         }
         s
     }
@@ -273,6 +290,12 @@ pub struct HistoryStats {
     pub fail: usize,
     /// Operations with unknown outcome.
     pub unknown: usize,
+    /// `MULTI`/`EXEC` swaps that completed.
+    pub tx_swaps: usize,
+    /// Optimistic increments that `EXEC` ran, and that it refused.
+    pub watch_applied: usize,
+    /// See `watch_applied`.
+    pub watch_refused: usize,
 }
 
 /// A cheaply clonable, thread-safe sink that client tasks record into.

@@ -34,7 +34,7 @@ impl Model for RegisterModel {
         match *call {
             Call::Get => expect(Ret::Value(*state)).then_some(*state),
             Call::Set(v) => expect(Ret::Ok).then_some(Some(v)),
-            Call::SetGet(v) => expect(Ret::Value(*state)).then_some(Some(v)),
+            Call::SetGet(v) | Call::TxSwap(v) => expect(Ret::Value(*state)).then_some(Some(v)),
             Call::SetNx(v) => {
                 let applies = state.is_none();
                 expect(Ret::Applied(applies)).then_some(if applies { Some(v) } else { *state })
@@ -53,6 +53,17 @@ impl Model for RegisterModel {
                 }
             }
             Call::Del => expect(Ret::Applied(state.is_some())).then_some(None),
+            // WATCH makes EXEC run only on the value the GET read, so an
+            // applied increment adds one to the state at EXEC; a refused one
+            // (which a write to another key of the same stamp slot may also
+            // cause) changes nothing.
+            Call::WatchIncr => match ret {
+                Some(Ret::Applied(false)) => Some(*state),
+                _ => {
+                    let n = state.unwrap_or(0).checked_add(1)?;
+                    expect(Ret::Int(n)).then_some(Some(n))
+                }
+            },
         }
     }
 }
@@ -95,6 +106,17 @@ mod tests {
     }
 
     #[test]
+    fn transactions_swap_and_increment_only_on_what_they_read() {
+        assert_eq!(step(Some(1), Call::TxSwap(5), Some(Ret::Value(Some(1)))), Some(Some(5)));
+        assert_eq!(step(Some(1), Call::TxSwap(5), Some(Ret::Value(Some(2)))), None);
+        assert_eq!(step(Some(4), Call::WatchIncr, Some(Ret::Int(5))), Some(Some(5)));
+        // An increment EXEC ran on a stale read: a lost update.
+        assert_eq!(step(Some(5), Call::WatchIncr, Some(Ret::Int(5))), None);
+        assert_eq!(step(Some(5), Call::WatchIncr, Some(Ret::Applied(false))), Some(Some(5)));
+        assert_eq!(step(None, Call::WatchIncr, None), Some(Some(1)));
+    }
+
+    #[test]
     fn unknown_replies_accept_any_output_but_still_change_state() {
         assert_eq!(step(Some(1), Call::SetNx(5), None), Some(Some(1)));
         assert_eq!(step(None, Call::SetNx(5), None), Some(Some(5)));
@@ -104,7 +126,7 @@ mod tests {
     #[test]
     fn garbage_is_never_accepted() {
         let g = Some(Ret::Garbage("x".into()));
-        for c in [Call::Get, Call::Set(1), Call::SetGet(1), Call::Incr, Call::Del] {
+        for c in [Call::Get, Call::Set(1), Call::SetGet(1), Call::Incr, Call::Del, Call::TxSwap(1), Call::WatchIncr] {
             assert_eq!(step(Some(1), c, g.clone()), None, "{c}");
         }
     }

@@ -91,7 +91,8 @@ pub fn check_lost_writes(history: &History, finals: &BTreeMap<String, Option<Val
 }
 
 fn check_counter(key: &str, ops: &[Operation], fin: Option<Value>, r: &mut LostWrites) {
-    let incrs = ops.iter().filter(|o| o.call == Call::Incr);
+    // A WATCH increment that EXEC refused added nothing.
+    let incrs = ops.iter().filter(|o| matches!(o.call, Call::Incr | Call::WatchIncr) && effective(o));
     let acked = incrs.clone().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).count();
     let unknown = incrs.filter(|o| matches!(o.outcome, Outcome::Unknown { .. })).count();
     r.acked += acked;

@@ -3,12 +3,13 @@
 //! set, recording every invocation and completion in a [`History`].
 //!
 //! Three key classes, so that each check is as sharp as it can be:
-//! - `reg` keys: `GET`, `SET`, `SET .. GET` with unique values. The checker
-//!   can prune unobserved timeouts exactly on these, and a final read names
-//!   the write it comes from (lost-write check).
+//! - `reg` keys: `GET`, `SET`, `SET .. GET` and a `MULTI`/`EXEC` swap with
+//!   unique values. The checker can prune unobserved timeouts exactly on
+//!   these, and a final read names the write it comes from (lost-write check).
 //! - `cas` keys: `GET`, `SET`, `SET NX`, `SET XX`, `DEL`: conditional writes.
-//! - `ctr` keys: `INCR` and `GET`: the final value bounds the acknowledged
-//!   increments exactly.
+//! - `ctr` keys: `INCR`, `GET` and optimistic increments through `WATCH`:
+//!   the final value bounds the acknowledged increments exactly, and an
+//!   increment `WATCH` let through on a stale read shows as a violation.
 //!
 //! Error classification (the only place where the harness trusts the server):
 //! an error reply whose code is in [`WorkloadConfig::definite_errors`] means
@@ -250,8 +251,9 @@ impl Client {
         match class {
             KeyClass::Register => match r {
                 0..50 => Call::Get,
-                50..80 => Call::Set(self.unique()),
-                _ => Call::SetGet(self.unique()),
+                50..75 => Call::Set(self.unique()),
+                75..90 => Call::SetGet(self.unique()),
+                _ => Call::TxSwap(self.unique()),
             },
             KeyClass::Conditional => match r {
                 0..40 => Call::Get,
@@ -261,15 +263,17 @@ impl Client {
                 _ => Call::Del,
             },
             KeyClass::Counter => match r {
-                0..60 => Call::Incr,
+                0..45 => Call::Incr,
+                45..65 => Call::WatchIncr,
                 _ => Call::Get,
             },
         }
     }
 }
 
-/// The RESP command for a call.
-pub fn command(key: &str, call: Call) -> redis::Cmd {
+/// The RESP command for a call, if it is one command (the transactions are
+/// several).
+pub fn command(key: &str, call: Call) -> Option<redis::Cmd> {
     let mut c;
     match call {
         Call::Get => {
@@ -300,8 +304,42 @@ pub fn command(key: &str, call: Call) -> redis::Cmd {
             c = redis::cmd("DEL");
             c.arg(key);
         }
+        Call::TxSwap(_) | Call::WatchIncr => return None,
     }
-    c
+    Some(c)
+}
+
+/// A call's requests and its reply, or the error and whether a request that
+/// could change the key was sent before it.
+async fn send(conn: &mut MultiplexedConnection, key: &str, call: Call) -> Result<RValue, (redis::RedisError, bool)> {
+    match call {
+        Call::TxSwap(v) => {
+            // A WATCH an earlier optimistic increment left behind (its GET
+            // failed) would make this EXEC answer nil, as in Redis.
+            redis::cmd("UNWATCH").query_async::<()>(conn).await.map_err(|e| (e, false))?;
+            let mut tx = redis::pipe();
+            tx.atomic().cmd("GET").arg(key).cmd("SET").arg(key).arg(v);
+            tx.query_async::<RValue>(conn).await.map_err(|e| (e, true))
+        }
+        Call::WatchIncr => {
+            let unsent = |e| (e, false);
+            redis::cmd("WATCH").arg(key).query_async::<()>(conn).await.map_err(unsent)?;
+            let read: Option<Value> = redis::cmd("GET").arg(key).query_async(conn).await.map_err(unsent)?;
+            let next = read.unwrap_or(0).checked_add(1).unwrap_or(Value::MAX);
+            let mut tx = redis::pipe();
+            tx.atomic().cmd("SET").arg(key).arg(next);
+            match tx.query_async::<RValue>(conn).await {
+                // The new value, for the model: EXEC itself replies [OK].
+                Ok(RValue::Array(items)) if matches!(items[..], [RValue::Okay]) => Ok(RValue::Int(next)),
+                Ok(other) => Ok(other),
+                Err(e) => Err((e, true)),
+            }
+        }
+        single => {
+            let cmd = command(key, single).expect("every other call is one command");
+            cmd.query_async::<RValue>(conn).await.map_err(|e| (e, true))
+        }
+    }
 }
 
 /// Run one call on `conn` and classify the result.
@@ -313,14 +351,15 @@ pub async fn execute(
     call: Call,
     clock: Clock,
 ) -> Operation {
-    let cmd = command(key, call);
     let invoked = clock.now();
-    let res = tokio::time::timeout(cfg.op_timeout, cmd.query_async::<RValue>(conn)).await;
+    let res = tokio::time::timeout(cfg.op_timeout, send(conn, key, call)).await;
     let completed = clock.now();
     let outcome = match res {
         Err(_) => Outcome::Unknown { error: format!("no reply within {:?}", cfg.op_timeout) },
         Ok(Ok(v)) => Outcome::Ok { completed, ret: decode(call, v) },
-        Ok(Err(e)) => classify_error(&e, completed, &cfg.definite_errors),
+        // WATCH or its GET failed: EXEC was never sent.
+        Ok(Err((e, false))) => Outcome::Fail { completed, error: e.to_string() },
+        Ok(Err((e, true))) => classify_error(&e, completed, &cfg.definite_errors),
     };
     Operation { client, key: key.to_owned(), call, invoked, outcome }
 }
@@ -341,6 +380,15 @@ pub fn decode(call: Call, v: RValue) -> Ret {
         (Call::Incr, RValue::Int(n)) => Ret::Int(*n),
         (Call::Del, RValue::Int(0)) => Ret::Applied(false),
         (Call::Del, RValue::Int(1)) => Ret::Applied(true),
+        (Call::TxSwap(_), RValue::Array(items)) => match &items[..] {
+            [read, RValue::Okay] => match decode(Call::Get, read.clone()) {
+                Ret::Value(value) => Ret::Value(value),
+                _ => garbage(&v),
+            },
+            _ => garbage(&v),
+        },
+        (Call::WatchIncr, RValue::Int(n)) => Ret::Int(*n),
+        (Call::WatchIncr, RValue::Nil) => Ret::Applied(false),
         _ => garbage(&v),
     }
 }
@@ -379,6 +427,12 @@ mod tests {
         assert_eq!(decode(Call::Del, RValue::Int(1)), Ret::Applied(true));
         assert!(matches!(decode(Call::Del, RValue::Int(2)), Ret::Garbage(_)));
         assert!(matches!(decode(Call::Set(1), RValue::Nil), Ret::Garbage(_)));
+        let swapped = RValue::Array(vec![RValue::BulkString(b"7".to_vec()), RValue::Okay]);
+        assert_eq!(decode(Call::TxSwap(8), swapped), Ret::Value(Some(7)));
+        assert_eq!(decode(Call::TxSwap(8), RValue::Array(vec![RValue::Nil, RValue::Okay])), Ret::Value(None));
+        assert!(matches!(decode(Call::TxSwap(8), RValue::Nil), Ret::Garbage(_)));
+        assert_eq!(decode(Call::WatchIncr, RValue::Nil), Ret::Applied(false));
+        assert_eq!(decode(Call::WatchIncr, RValue::Int(3)), Ret::Int(3));
     }
 
     #[test]

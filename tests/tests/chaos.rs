@@ -61,6 +61,11 @@ async fn every_nemesis_once_no_violations_no_lost_writes() {
     println!("{report}");
     assert!(report.missing_kinds(&kinds).is_empty(), "faults not injected: {:?}", report.missing_kinds(&kinds));
     assert!(report.stats.ok > 500, "too few acknowledged operations to mean anything: {:?}", report.stats);
+    assert!(
+        report.stats.tx_swaps > 0 && report.stats.watch_applied > 0,
+        "transactions were not exercised: {:?}",
+        report.stats
+    );
     assert_eq!(report.check.violations().count(), 0, "linearizability violations:\n{report}");
     assert_eq!(report.check.undecided().count(), 0, "undecided keys:\n{report}");
     assert!(report.lost.is_clean(), "lost or phantom writes:\n{report}");
