@@ -2,7 +2,8 @@
 //!
 //! Between `MULTI` and `EXEC` commands are only queued (their arguments).
 //! `EXEC` parses them again at its own clock, as Redis runs them at `EXEC`
-//! time, and turns the data commands into one [`WriteCmd::Transaction`] log
+//! time, and turns the data commands into one
+//! [`WriteCmd::Transaction`](crate::store::WriteCmd::Transaction) log
 //! entry: its reads and writes apply in order on every replica with nothing
 //! from other clients in between, and the whole either commits or not.
 //! Connection commands (`PING`, `CLIENT SETNAME` ...) and commands that fail
