@@ -208,6 +208,14 @@ impl Connection {
         }
     }
 
+    /// Copies the session's client info (name, protocol ...) into the shared
+    /// client list after a connection command may have changed it.
+    fn publish_session_info(&self) {
+        if let Some(info) = self.ctx.clients().get_mut(&self.session.info.id) {
+            info.clone_from(&self.session.info);
+        }
+    }
+
     /// Queues a reply slot. Every caller flushes the write batch first, so
     /// slots are queued in the client's order.
     fn push(&mut self, slot: Slot, cmd: &'static str, started: Instant) {
@@ -251,9 +259,7 @@ impl Connection {
             Err(e) => self.push(Slot::Ready(e.to_frame()), name, started),
             Ok(Parsed::Connection(spec)) => {
                 let reply = self.session.execute(&self.ctx, spec.name, &args);
-                if let Some(info) = self.ctx.clients().get_mut(&self.session.info.id) {
-                    info.clone_from(&self.session.info);
-                }
+                self.publish_session_info();
                 self.push(Slot::Ready(reply), name, started);
             }
             Ok(Parsed::Write(cmd)) => self.route(Op::Write(cmd, now), args, name, started).await,

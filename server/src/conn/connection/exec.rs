@@ -150,14 +150,13 @@ impl Connection {
             "unwatch" => Frame::ok(),
             _ => session.execute(&ctx, name, args),
         });
-        if let Some(info) = ctx.clients().get_mut(&self.session.info.id) {
-            info.clone_from(&self.session.info);
-        }
+        self.publish_session_info();
         let watched = std::mem::take(&mut self.watching).keys;
         let checks_watch = !watched.is_empty();
-        if plan.steps.is_empty() && watched.is_empty() {
-            let replies = plan.replies.into_iter().map(|r| r.unwrap_or(Frame::Null)).collect();
-            return self.push(Slot::Ready(Frame::Array(replies)), "exec", started);
+        if plan.steps.is_empty() && !checks_watch {
+            // Nothing for the log: every reply is known already.
+            let reply = ExecPlan::merge(plan.replies, Frame::Array(Vec::new()));
+            return self.push(Slot::Ready(reply), "exec", started);
         }
         if self.forwards > 0 {
             self.drain().await;
