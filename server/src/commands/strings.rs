@@ -34,7 +34,7 @@ struct TtlOption<'a> {
     arg: &'a [u8],
 }
 
-/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts-ms | KEEPTTL]
+/// SET key value \[NX | XX\] \[GET\] \[EX s | PX ms | EXAT ts | PXAT ts-ms | KEEPTTL\]
 ///
 /// Option rules follow Redis's `parseExtendedStringArgumentsOrReply`: NX/XX
 /// exclude each other, KEEPTTL and the four TTL forms exclude each other (one

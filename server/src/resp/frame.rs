@@ -15,7 +15,7 @@ pub enum Protocol {
 }
 
 /// One RESP value. Replies are built as `Frame`s and written with
-/// [`encode`](super::encode), which downgrades RESP3-only types for RESP2 clients.
+/// [`encode`](super::encode()), which downgrades RESP3-only types for RESP2 clients.
 ///
 /// Serializable because it is also the Raft state machine's response type
 /// (openraft requires `Serialize` of it with its `serde` feature).

@@ -2,7 +2,7 @@
 //!
 //! - [`RequestDecoder`]: the server side, a `tokio_util` [`Decoder`](tokio_util::codec::Decoder)
 //!   turning client bytes into argument vectors with Redis's grammar, errors and limits.
-//! - [`encode`]: writes a [`Frame`] for a RESP2 or RESP3 client.
+//! - [`encode()`]: writes a [`Frame`] for a RESP2 or RESP3 client.
 //! - [`ReplyDecoder`]: the client side, parsing any reply (relaying, tests).
 //!
 //! Decoding arbitrary bytes never panics: every malformed input is a
