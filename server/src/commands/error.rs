@@ -33,6 +33,24 @@ pub enum CommandError {
     /// Malformed options.
     #[error("syntax error")]
     Syntax,
+    /// SETBIT / GETBIT offset not an integer in 0 ..= 2^32 - 1.
+    #[error("bit offset is not an integer or out of range")]
+    BitOffset,
+    /// SETBIT value other than 0 or 1.
+    #[error("bit is not an integer or out of range")]
+    BitValue,
+    /// BITPOS bit other than 0 or 1.
+    #[error("The bit argument must be 1 or 0.")]
+    BitArgument,
+    /// COPY of a key onto itself.
+    #[error("source and destination objects are the same")]
+    SameObject,
+    /// An integer argument outside the 32-bit range Redis reads it into.
+    #[error("value is out of range, value must between -2147483648 and 2147483647")]
+    NotInt32,
+    /// A database other than 0 (Seshat has one).
+    #[error("DB index is out of range")]
+    DbIndexOutOfRange,
     /// An integer argument or value is not a valid `i64`.
     #[error("value is not an integer or out of range")]
     NotInteger,

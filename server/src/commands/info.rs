@@ -197,7 +197,7 @@ mod tests {
         let Frame::Array(names) = run(&["command", "list"]) else { panic!() };
         assert!(names.contains(&Frame::bulk("get")) && names.contains(&Frame::bulk("client|setname")));
         let Frame::Array(names) = run(&["command", "list", "filterby", "pattern", "get*"]) else { panic!() };
-        assert_eq!(names.len(), 5); // get getdel getex getrange getset
+        assert_eq!(names.len(), 6); // get getbit getdel getex getrange getset
         let Frame::Array(names) = run(&["command", "list", "FILTERBY", "ACLCAT", "connection"]) else { panic!() };
         assert!(names.contains(&Frame::bulk("ping")) && !names.contains(&Frame::bulk("get")));
         assert_eq!(run(&["command", "list", "foo"]), Frame::error("ERR syntax error"));

@@ -18,6 +18,32 @@ pub(super) fn del(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -
     Ok(Parsed::Write(WriteCmd::Del { keys: args[1..].to_vec() }))
 }
 
+/// COPY source destination \[DB destination-db\] \[REPLACE\]: Seshat has one
+/// database, so `DB` accepts only 0.
+pub(super) fn copy(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if is(&args[i], "replace") {
+            replace = true;
+        } else if is(&args[i], "db") && i + 1 < args.len() {
+            let db = i32::try_from(integer(&args[i + 1])?).map_err(|_| CommandError::NotInt32)?;
+            if db != 0 {
+                return Err(CommandError::DbIndexOutOfRange);
+            }
+            i += 1;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        i += 1;
+    }
+    if args[1] == args[2] {
+        return Err(CommandError::SameObject);
+    }
+    Ok(Parsed::Write(WriteCmd::Copy { src: args[1].clone(), dst: args[2].clone(), replace }))
+}
+
+/// EXISTS / TOUCH key [key ...] (TOUCH's access time has no meaning here).
 pub(super) fn exists(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
     Ok(Parsed::Read(ReadCmd::Exists { keys: args[1..].to_vec() }))
 }

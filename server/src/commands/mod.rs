@@ -11,6 +11,7 @@
 //! typed command as `Bytes` handles (a reference count, not a copy).
 
 mod args;
+pub(crate) mod bits;
 mod error;
 mod glob;
 mod info;
@@ -109,6 +110,8 @@ pub(crate) fn parse_connection(
     Ok(Parsed::Connection(spec))
 }
 
+#[cfg(test)]
+mod tests_bits;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use super::bits::{self, CountRange, PosRange};
 use super::glob::glob_match;
 use super::CommandError;
 use crate::resp::Frame;
@@ -93,6 +94,29 @@ pub enum ReadCmd {
         /// TYPE filter, as given (an unknown type matches nothing, like Redis 7).
         type_name: Option<Bytes>,
     },
+    /// GETBIT.
+    GetBit {
+        /// Key.
+        key: Bytes,
+        /// Bit offset.
+        offset: u64,
+    },
+    /// BITCOUNT. A malformed range is reported only for an existing string.
+    BitCount {
+        /// Key.
+        key: Bytes,
+        /// The range, or why it is malformed.
+        range: Result<CountRange, CommandError>,
+    },
+    /// BITPOS. A malformed range is reported only for an existing string.
+    BitPos {
+        /// Key.
+        key: Bytes,
+        /// The bit looked for.
+        bit: bool,
+        /// The range (`None`: the whole string), or why it is malformed.
+        range: Result<Option<PosRange>, CommandError>,
+    },
     /// RANDOMKEY.
     RandomKey,
     /// DBSIZE.
@@ -162,6 +186,30 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
                 Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
             ])
         }
+        ReadCmd::GetBit { key, offset } => match store.get(key, now_ms) {
+            None => Frame::Integer(0),
+            Some(entry) => match entry.as_string() {
+                Some(value) => Frame::Integer(i64::from(bits::bit_at(value, *offset))),
+                None => Frame::wrong_type(),
+            },
+        },
+        ReadCmd::BitCount { key, range } => match store.get(key, now_ms) {
+            None => Frame::Integer(0),
+            Some(entry) => match (entry.as_string(), range) {
+                (None, _) => Frame::wrong_type(),
+                (Some(_), Err(e)) => e.to_frame(),
+                (Some(value), Ok(range)) => Frame::Integer(bits::count(value, *range)),
+            },
+        },
+        // A missing key is an endless run of zeros.
+        ReadCmd::BitPos { key, bit, range } => match store.get(key, now_ms) {
+            None => Frame::Integer(if *bit { -1 } else { 0 }),
+            Some(entry) => match (entry.as_string(), range) {
+                (None, _) => Frame::wrong_type(),
+                (Some(_), Err(e)) => e.to_frame(),
+                (Some(value), Ok(range)) => Frame::Integer(bits::position(value, *bit, *range)),
+            },
+        },
         ReadCmd::RandomKey => store.random_key(now_ms, &mut rand::rng()).map_or(Frame::Null, Frame::Bulk),
         ReadCmd::DbSize => Frame::Integer(store.len() as i64),
     }

@@ -1,7 +1,7 @@
 //! The command table: one entry per command, sorted by name, carrying what
 //! COMMAND reports (Redis 7 metadata) and the command's argument parser.
 
-use super::{keys, parse_connection, strings, ParseFn};
+use super::{bits, keys, parse_connection, strings, ParseFn};
 
 /// Who executes a command.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -145,6 +145,9 @@ const KS_READ_FAST: &[&str] = &["@keyspace", "@read", "@fast"];
 const KS_READ_SLOW: &[&str] = &["@keyspace", "@read", "@slow"];
 const KS_WRITE_FAST: &[&str] = &["@keyspace", "@write", "@fast"];
 const KS_WRITE_SLOW: &[&str] = &["@keyspace", "@write", "@slow"];
+const BITMAP_READ_FAST: &[&str] = &["@read", "@bitmap", "@fast"];
+const BITMAP_READ_SLOW: &[&str] = &["@read", "@bitmap", "@slow"];
+const BITMAP_WRITE_SLOW: &[&str] = &["@write", "@bitmap", "@slow"];
 const KS_DANGEROUS: &[&str] = &["@keyspace", "@write", "@slow", "@dangerous"];
 const CONN_CAT: &[&str] = &["@fast", "@connection"];
 const TX_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
@@ -180,6 +183,8 @@ const BASE: CommandSpec = CommandSpec {
 
 /// A string command on one key (argument 1).
 const STRING_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1, group: "string", ..BASE };
+/// A bitmap command on one key (argument 1).
+const BITMAP_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1, group: "bitmap", ..BASE };
 /// A keyspace command on one key (argument 1).
 const GENERIC_KEY: CommandSpec = CommandSpec { first_key: 1, last_key: 1, step: 1, ..BASE };
 /// A connection-group command handled by the connection layer.
@@ -191,9 +196,12 @@ const TRANSACTION: CommandSpec = CommandSpec { group: "transactions", ..BASE };
 static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "append", arity: 3, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: &[KeySpec::one(&["RW", "insert"])], summary: "Append a value to a key", since: "2.0.0", parse: strings::append, ..STRING_KEY },
     CommandSpec { name: "auth", arity: -2, flags: CONN_FAST, summary: "Authenticate to the server", complexity: "O(N) where N is the number of passwords defined for the user", ..CONNECTION },
+    CommandSpec { name: "bitcount", arity: -2, flags: RO, kind: Read, acl_categories: BITMAP_READ_SLOW, key_specs: RO_ACCESS, summary: "Count set bits in a string", since: "2.6.0", complexity: "O(N)", parse: bits::bitcount, ..BITMAP_KEY },
+    CommandSpec { name: "bitpos", arity: -3, flags: RO, kind: Read, acl_categories: BITMAP_READ_SLOW, key_specs: RO_ACCESS, summary: "Find first bit set or clear in a string", since: "2.8.7", complexity: "O(N)", parse: bits::bitpos, ..BITMAP_KEY },
     CommandSpec { name: "client", arity: -2, acl_categories: &["@slow"], summary: "A container for client connection commands", since: "2.4.0", complexity: "Depends on subcommand.", subcommands: CLIENT_SUBCOMMANDS, ..CONNECTION },
     CommandSpec { name: "command", arity: -1, flags: LOADING_STALE, acl_categories: SLOW_CONN, tips: &["nondeterministic_output_order"], summary: "Get array of Redis command details", since: "2.8.13", group: "server", complexity: "O(N) where N is the total number of Redis commands", subcommands: COMMAND_SUBCOMMANDS, ..CONNECTION },
     CommandSpec { name: "config", arity: -2, acl_categories: &["@slow"], summary: "A container for server configuration commands", since: "2.0.0", group: "server", complexity: "Depends on subcommand.", subcommands: CONFIG_SUBCOMMANDS, ..CONNECTION },
+    CommandSpec { name: "copy", arity: -3, flags: W_OOM, last_key: 2, kind: Write, acl_categories: KS_WRITE_SLOW, key_specs: &[KeySpec::one(&["RO", "access"]), KeySpec { begin_index: 2, ..KeySpec::one(&["OW", "update"]) }], summary: "Copy a key", since: "6.2.0", complexity: "O(N) worst case for collections, where N is the number of nested items. O(1) for string values.", parse: keys::copy, ..GENERIC_KEY },
     CommandSpec { name: "dbsize", arity: 1, flags: RO_FAST, kind: Read, acl_categories: KS_READ_FAST, tips: &["request_policy:all_shards", "response_policy:agg_sum"], summary: "Return the number of keys in the selected database", group: "server", parse: keys::dbsize, ..BASE },
     CommandSpec { name: "decr", arity: 2, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: RW_UPDATE, summary: "Decrement the integer value of a key by one", parse: strings::incr_family, ..STRING_KEY },
     CommandSpec { name: "decrby", arity: 3, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: RW_UPDATE, summary: "Decrement the integer value of a key by the given number", parse: strings::incr_family, ..STRING_KEY },
@@ -208,6 +216,7 @@ static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "flushall", arity: -1, flags: W, kind: Write, acl_categories: KS_DANGEROUS, tips: &["request_policy:all_shards", "response_policy:all_succeeded"], summary: "Remove all keys from all databases", group: "server", complexity: "O(N) where N is the total number of keys in all databases", parse: keys::flush, ..BASE },
     CommandSpec { name: "flushdb", arity: -1, flags: W, kind: Write, acl_categories: KS_DANGEROUS, tips: &["request_policy:all_shards", "response_policy:all_succeeded"], summary: "Remove all keys from the current database", group: "server", complexity: "O(N) where N is the number of keys in the selected database", parse: keys::flush, ..BASE },
     CommandSpec { name: "get", arity: 2, flags: RO_FAST, kind: Read, acl_categories: STR_READ_FAST, key_specs: RO_ACCESS, summary: "Get the value of a key", parse: strings::get, ..STRING_KEY },
+    CommandSpec { name: "getbit", arity: 3, flags: RO_FAST, kind: Read, acl_categories: BITMAP_READ_FAST, key_specs: RO_ACCESS, summary: "Returns the bit value at offset in the string value stored at key", since: "2.2.0", parse: bits::getbit, ..BITMAP_KEY },
     CommandSpec { name: "getdel", arity: 2, flags: W_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: &[KeySpec::one(&["RW", "access", "delete"])], summary: "Get the value of a key and delete the key", since: "6.2.0", parse: strings::getdel, ..STRING_KEY },
     CommandSpec { name: "getex", arity: -2, flags: W_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: RW_UPDATE, summary: "Get the value of a key and optionally set its expiration", since: "6.2.0", parse: strings::getex, ..STRING_KEY },
     CommandSpec { name: "getrange", arity: 4, flags: RO, kind: Read, acl_categories: STR_READ_SLOW, key_specs: RO_ACCESS, summary: "Get a substring of the string stored at a key", since: "2.4.0", complexity: "O(N) where N is the length of the returned string.", parse: strings::getrange, ..STRING_KEY },
@@ -237,12 +246,14 @@ static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "scan", arity: -2, flags: RO, kind: Read, acl_categories: KS_READ_SLOW, tips: &["nondeterministic_output", "request_policy:special"], summary: "Incrementally iterate the keys space", since: "2.8.0", complexity: "O(1) for every call. O(N) for a complete iteration.", parse: keys::scan, ..BASE },
     CommandSpec { name: "select", arity: 2, flags: LOADING_STALE_FAST, summary: "Change the selected database for the current connection", ..CONNECTION },
     CommandSpec { name: "set", arity: -3, flags: W_OOM, kind: Write, acl_categories: STR_WRITE_SLOW, key_specs: &[KeySpec::one(&["RW", "access", "update", "variable_flags"])], summary: "Set the string value of a key", parse: strings::set, ..STRING_KEY },
+    CommandSpec { name: "setbit", arity: 4, flags: W_OOM, kind: Write, acl_categories: BITMAP_WRITE_SLOW, key_specs: RW_UPDATE, summary: "Sets or clears the bit at offset in the string value stored at key", since: "2.2.0", parse: bits::setbit, ..BITMAP_KEY },
     CommandSpec { name: "setex", arity: 4, flags: W_OOM, kind: Write, acl_categories: STR_WRITE_SLOW, key_specs: OW_UPDATE, summary: "Set the value and expiration of a key", since: "2.0.0", parse: strings::setex, ..STRING_KEY },
     CommandSpec { name: "setnx", arity: 3, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: &[KeySpec::one(&["OW", "insert"])], summary: "Set the value of a key, only if the key does not exist", parse: strings::setnx, ..STRING_KEY },
     CommandSpec { name: "setrange", arity: 4, flags: W_OOM, kind: Write, acl_categories: STR_WRITE_SLOW, key_specs: RW_NOACCESS, summary: "Overwrite part of a string at key starting at the specified offset", since: "2.2.0", complexity: "O(M) with M being the length of the value argument.", parse: strings::setrange, ..STRING_KEY },
     CommandSpec { name: "strlen", arity: 2, flags: RO_FAST, kind: Read, acl_categories: STR_READ_FAST, key_specs: RO_ONLY, summary: "Get the length of the value stored in a key", since: "2.2.0", parse: strings::strlen, ..STRING_KEY },
     CommandSpec { name: "substr", arity: 4, flags: RO, kind: Read, acl_categories: STR_READ_SLOW, key_specs: RO_ACCESS, summary: "Get a substring of the string stored at a key", complexity: "O(N) where N is the length of the returned string.", parse: strings::getrange, ..STRING_KEY },
     CommandSpec { name: "time", arity: 1, flags: LOADING_STALE_FAST, acl_categories: &["@fast"], tips: &["nondeterministic_output"], summary: "Return the current server time", since: "2.6.0", group: "server", ..CONNECTION },
+    CommandSpec { name: "touch", arity: -2, flags: RO_FAST, last_key: -1, kind: Read, acl_categories: KS_READ_FAST, tips: &["request_policy:multi_shard", "response_policy:agg_sum"], key_specs: &[KeySpec::all(&["RO"], 1)], summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.", since: "3.2.1", complexity: "O(N) where N is the number of keys that will be touched.", parse: keys::exists, ..GENERIC_KEY },
     CommandSpec { name: "ttl", arity: 2, flags: RO_FAST, kind: Read, acl_categories: KS_READ_FAST, tips: &["nondeterministic_output"], key_specs: RO_ACCESS, summary: "Get the time to live for a key in seconds", parse: keys::ttl, ..GENERIC_KEY },
     CommandSpec { name: "type", arity: 2, flags: RO_FAST, kind: Read, acl_categories: KS_READ_FAST, key_specs: RO_ONLY, summary: "Determine the type stored at key", parse: keys::type_of, ..GENERIC_KEY },
     CommandSpec { name: "unlink", arity: -2, flags: W_FAST, last_key: -1, kind: Write, acl_categories: KS_WRITE_FAST, tips: &["request_policy:multi_shard", "response_policy:agg_sum"], key_specs: &[KeySpec::all(&["RM", "delete"], 1)], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", complexity: "O(1) for each key removed regardless of its size.", parse: keys::del, ..GENERIC_KEY },

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::entry::Entry;
 use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd};
 use super::Store;
-use crate::commands::{self, CommandError, Limits, Parsed};
+use crate::commands::{self, bits, CommandError, Limits, Parsed};
 use crate::resp::num::{format_human_float, parse_f64, parse_i64};
 use crate::resp::Frame;
 
@@ -174,6 +174,8 @@ impl Store {
             }
             WriteCmd::Batch { ops } => Frame::Array(ops.iter().map(|op| self.apply_with(op, prefetch)).collect()),
             WriteCmd::Transaction { steps, watched } => self.apply_transaction(now, steps, watched, prefetch),
+            WriteCmd::SetBit { key, offset, bit, max_len } => self.apply_setbit(now, key, *offset, *bit, *max_len),
+            WriteCmd::Copy { src, dst, replace } => self.apply_copy(now, src, dst, *replace),
         }
     }
 
@@ -372,10 +374,7 @@ impl Store {
         let old_value = old_value.unwrap_or(&[]);
         let old_len = old_value.len();
         if end <= old_len {
-            self.watch.touch(key);
-            let shard = &mut self.shards[super::shard_of(hash)];
-            let entry = shard.find_mut(hash, |e| e.key() == key).expect("live entry");
-            entry.string_value_mut().expect("string entry")[offset..end].copy_from_slice(value);
+            self.string_in_place(key, hash)[offset..end].copy_from_slice(value);
             return Frame::Integer(old_len as i64);
         }
         let entry = if offset <= old_len {
@@ -386,6 +385,60 @@ impl Store {
         };
         self.put(hash, entry);
         Frame::Integer(end as i64)
+    }
+
+    fn apply_setbit(&mut self, now: u64, key: &[u8], offset: u64, bit: bool, max_len: u64) -> Frame {
+        let (hash, old) = self.live(key, now);
+        let (old_value, expire_at) = match old {
+            None => (&[][..], None),
+            Some(entry) => match entry.string_value() {
+                Some(old_value) => (old_value, entry.expire_at()),
+                None => return error(CommandError::WrongType),
+            },
+        };
+        let was = bits::bit_at(old_value, offset);
+        let byte = (offset >> 3) as usize; // offset < 2^32: parsing bounds it
+        let mask = bits::mask(offset);
+        if byte < old_value.len() {
+            // Redis signals the key as modified even when the bit already had
+            // the value (so a WATCH on it aborts): the stamp moves either way.
+            let value = self.string_in_place(key, hash);
+            value[byte] = if bit { value[byte] | mask } else { value[byte] & !mask };
+            return Frame::Integer(i64::from(was));
+        }
+        let new_len = byte + 1;
+        if new_len as u64 > max_len {
+            return error(CommandError::ValueTooLarge { size: new_len, max: max_len as usize });
+        }
+        let mut tail = vec![0u8; new_len - old_value.len()];
+        if bit {
+            *tail.last_mut().expect("at least one byte") |= mask;
+        }
+        let entry = Entry::string_from_parts(key, &[old_value, &tail], expire_at);
+        self.put(hash, entry);
+        Frame::Integer(0)
+    }
+
+    fn apply_copy(&mut self, now: u64, src: &[u8], dst: &[u8], replace: bool) -> Frame {
+        let (_, source) = self.live(src, now);
+        let Some(copy) = source.map(|entry| entry.renamed(dst)) else {
+            return Frame::Integer(0);
+        };
+        let (dst_hash, existing) = self.live(dst, now);
+        if existing.is_some() && !replace {
+            return Frame::Integer(0);
+        }
+        self.put(dst_hash, copy);
+        Frame::Integer(1)
+    }
+
+    /// The string value of the live entry at `key`, to change in place (its
+    /// length stays): the key's WATCH stamp moves first.
+    fn string_in_place(&mut self, key: &[u8], hash: u64) -> &mut [u8] {
+        self.watch.touch(key);
+        let shard = &mut self.shards[super::shard_of(hash)];
+        let entry = shard.find_mut(hash, |e| e.key() == key).expect("live entry");
+        entry.string_value_mut().expect("string entry")
     }
 
     fn apply_expire(&mut self, now: u64, key: &[u8], at: i64, cond: ExpireCondition) -> Frame {

@@ -204,6 +204,28 @@ pub enum WriteCmd {
         /// The keys the client watched, with what it saw.
         watched: Vec<WatchedKey>,
     },
+    // New variants go last: existing logs decode by variant index.
+    /// SETBIT: replies the bit's old value.
+    SetBit {
+        /// Key.
+        key: Bytes,
+        /// Bit offset (the string is zero-padded when it is past the end).
+        offset: u64,
+        /// The new value of the bit.
+        bit: bool,
+        /// Longest value allowed after growing (the leader's max value size).
+        max_len: u64,
+    },
+    /// COPY: replies 1 when copied, 0 when the source is missing or the
+    /// destination exists without REPLACE. The copy keeps the source's TTL.
+    Copy {
+        /// Key copied.
+        src: Bytes,
+        /// Key written.
+        dst: Bytes,
+        /// REPLACE: overwrite an existing destination.
+        replace: bool,
+    },
 }
 
 /// One command of a [`WriteCmd::Transaction`].
@@ -257,6 +279,8 @@ impl WriteCmd {
             WriteCmd::ExpireKeys { .. } => "expire-sweep",
             WriteCmd::Batch { .. } => "batch",
             WriteCmd::Transaction { .. } => "transaction",
+            WriteCmd::SetBit { .. } => "setbit",
+            WriteCmd::Copy { .. } => "copy",
         }
     }
 
@@ -273,10 +297,11 @@ impl WriteCmd {
             | WriteCmd::IncrBy { key, .. }
             | WriteCmd::IncrByFloat { key, .. }
             | WriteCmd::Expire { key, .. }
-            | WriteCmd::Persist { key } => key.len(),
+            | WriteCmd::Persist { key }
+            | WriteCmd::SetBit { key, .. } => key.len(),
             WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
             WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().map(Bytes::len).sum(),
-            WriteCmd::Rename { src, dst, .. } => src.len() + dst.len(),
+            WriteCmd::Rename { src, dst, .. } | WriteCmd::Copy { src, dst, .. } => src.len() + dst.len(),
             WriteCmd::FlushAll => 0,
             WriteCmd::Batch { ops } => ops.iter().map(|op| op.cmd.approx_len()).sum(),
             WriteCmd::Transaction { steps, watched } => {
@@ -295,8 +320,9 @@ impl WriteCmd {
         }
     }
 
-    /// Calls `f` with each key this command writes, in argument order (a
-    /// batch's in the order of its writes), without allocating.
+    /// Calls `f` with each key this command writes (and COPY's source, which
+    /// it reads), in argument order (a batch's in the order of its writes),
+    /// without allocating.
     pub fn for_each_key<'a>(&'a self, f: &mut impl FnMut(&'a Bytes)) {
         match self {
             WriteCmd::Set { key, .. }
@@ -308,10 +334,11 @@ impl WriteCmd {
             | WriteCmd::Append { key, .. }
             | WriteCmd::SetRange { key, .. }
             | WriteCmd::Expire { key, .. }
-            | WriteCmd::Persist { key } => f(key),
+            | WriteCmd::Persist { key }
+            | WriteCmd::SetBit { key, .. } => f(key),
             WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().for_each(|(key, _)| f(key)),
             WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().for_each(&mut *f),
-            WriteCmd::Rename { src, dst, .. } => {
+            WriteCmd::Rename { src, dst, .. } | WriteCmd::Copy { src, dst, .. } => {
                 f(src);
                 f(dst);
             }

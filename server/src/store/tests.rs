@@ -288,6 +288,8 @@ fn wire_format_of_operations_round_trips() {
         ),
         op(5, WriteCmd::ExpireKeys { keys: vec![b("x")] }),
         op(6, WriteCmd::Batch { ops: vec![op(6, WriteCmd::Del { keys: vec![b("x")] }), op(7, WriteCmd::FlushAll)] }),
+        op(8, WriteCmd::SetBit { key: b("b"), offset: 4_294_967_295, bit: true, max_len: 65_536 }),
+        op(9, WriteCmd::Copy { src: b("a"), dst: b("b"), replace: true }),
     ];
     for operation in ops {
         let bytes = bincode::serde::encode_to_vec(&operation, bincode::config::standard()).unwrap();
@@ -337,4 +339,50 @@ fn batch_replies_split_per_write_and_a_wrong_shape_fails_every_part() {
     assert_eq!(wrong.len(), 2);
     assert!(wrong.iter().all(|f| matches!(f, Frame::Error(_))));
     assert!(split_batch_reply(ok, 3).iter().all(|f| matches!(f, Frame::Error(_))));
+}
+
+#[test]
+fn setbit_grows_zero_padded_changes_in_place_and_keeps_the_ttl() {
+    let mut store = Store::new();
+    let setbit = |offset, bit| WriteCmd::SetBit { key: b("b"), offset, bit, max_len: 4 };
+    assert_eq!(store.apply(&op(1, setbit(9, true))), Frame::Integer(0));
+    assert_eq!(get(&store, "b", 1).unwrap(), [0x00, 0x40]);
+    store.apply(&op(2, WriteCmd::Expire { key: b("b"), at_ms: 1_000, cond: ExpireCondition::default() }));
+    assert_eq!(store.apply(&op(3, setbit(9, true))), Frame::Integer(1));
+    assert_eq!(store.apply(&op(4, setbit(0, true))), Frame::Integer(0));
+    assert_eq!(store.apply(&op(5, setbit(9, false))), Frame::Integer(1));
+    assert_eq!(store.apply(&op(6, setbit(31, true))), Frame::Integer(0));
+    assert_eq!(get(&store, "b", 6).unwrap(), [0x80, 0x00, 0x00, 0x01]);
+    assert_eq!(store.get(b"b", 6).unwrap().expire_at(), Some(1_000), "SETBIT keeps the TTL");
+    // Past the value limit: an error, and nothing changes.
+    assert!(store.apply(&op(7, setbit(32, true))).as_error().unwrap().starts_with("ERR value too large: 5 bytes"));
+    assert_eq!(get(&store, "b", 7).unwrap(), [0x80, 0x00, 0x00, 0x01]);
+    store.apply(&op(8, WriteCmd::IncrBy { key: b("n"), delta: 1 }));
+    assert_eq!(
+        store.apply(&op(9, WriteCmd::SetBit { key: b("n"), offset: 0, bit: true, max_len: 4 })),
+        Frame::Integer(0)
+    );
+    assert_eq!(get(&store, "n", 9).unwrap(), b"\xb1");
+    assert_consistent(&store);
+}
+
+#[test]
+fn copy_keeps_the_ttl_and_overwrites_only_with_replace() {
+    let mut store = Store::new();
+    let copy = |src: &str, dst: &str, replace| WriteCmd::Copy { src: b(src), dst: b(dst), replace };
+    store.apply(&op(1, set("src", "v", SetTtl::At(500))));
+    store.apply(&op(1, set("dst", "old", SetTtl::Clear)));
+    assert_eq!(store.apply(&op(2, copy("missing", "x", true))), Frame::Integer(0));
+    assert_eq!(store.apply(&op(2, copy("src", "dst", false))), Frame::Integer(0));
+    assert_eq!(get(&store, "dst", 2).unwrap(), b"old");
+    assert_eq!(store.apply(&op(3, copy("src", "dst", true))), Frame::Integer(1));
+    assert_eq!(store.apply(&op(3, copy("src", "new", false))), Frame::Integer(1));
+    for key in ["src", "dst", "new"] {
+        assert_eq!(get(&store, key, 3).unwrap(), b"v", "{key}");
+        assert_eq!(store.get(key.as_bytes(), 3).unwrap().expire_at(), Some(500), "{key}");
+    }
+    // An expired source copies nothing.
+    assert_eq!(store.apply(&op(600, copy("src", "late", false))), Frame::Integer(0));
+    assert!(store.get(b"late", 600).is_none());
+    assert_consistent(&store);
 }

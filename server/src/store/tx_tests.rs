@@ -140,3 +140,14 @@ fn a_version_1_snapshot_without_stamps_is_still_read() {
     let restored = Store::read_snapshot(&v1[..]).unwrap();
     assert_eq!(restored.get(b"k", 1).and_then(|e| e.as_string()), Some(&b"v"[..]));
 }
+
+#[test]
+fn setbit_moves_the_watch_stamp_even_when_the_bit_is_unchanged() {
+    // Redis signals SETBIT's key as modified whatever the bit was.
+    let mut store = Store::new();
+    apply(&mut store, 1, set("k", "a"));
+    let watched = watch(&store, "k", 1);
+    let same = WriteCmd::SetBit { key: b("k"), offset: 7, bit: true, max_len: 64 };
+    assert_eq!(apply(&mut store, 2, same), Frame::Integer(1));
+    assert_eq!(apply(&mut store, 3, tx(vec![TxStep::Read(args("GET k"))], vec![watched])), Frame::NullArray);
+}

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis_diff;
+
 use std::future::Future;
 use std::time::Duration;
 

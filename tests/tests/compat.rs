@@ -1,0 +1,144 @@
+//! Redis compatibility, differentially: the same scripts, sent as raw RESP,
+//! get the same replies from Debian's `redis-server` and from Seshat.
+//!
+//! Each script starts with `FLUSHALL`, so both start empty. Deviations that
+//! are Seshat's by design (one database, the value size limit) are tested in
+//! the server's unit tests instead.
+
+mod support;
+
+use support::redis_diff::{run_script, start_redis};
+use support::Harness;
+
+/// Scripts whose every reply Redis defines exactly (no timing, no server details).
+const SCRIPTS: &[&[&str]] = &[
+    // SETBIT / GETBIT: growth, old values, argument errors in Redis's order.
+    &[
+        "FLUSHALL",
+        "SETBIT b 7 1",
+        "SETBIT b 7 1",
+        "SETBIT b 7 0",
+        "GETBIT b 7",
+        "SETBIT b 100 1",
+        "STRLEN b",
+        "GETBIT b 100",
+        "GETBIT b 4294967295",
+        "GETBIT nokey 5",
+        "SETBIT b -1 1",
+        "SETBIT b 4294967296 1",
+        "SETBIT b 1 2",
+        "SETBIT b 1 01",
+        "SETBIT b x 2",
+        "GETBIT b x",
+        "SET n 7",
+        "INCR n",
+        "SETBIT n 6 1",
+        "GET n",
+    ],
+    // BITCOUNT: byte and bit ranges, negative indices, errors only for an existing key.
+    &[
+        "FLUSHALL",
+        "SET s foobar",
+        "BITCOUNT s",
+        "BITCOUNT s 0 0",
+        "BITCOUNT s 1 1 BIT",
+        "BITCOUNT s 5 30 BIT",
+        "BITCOUNT s -2 -1",
+        "BITCOUNT s -1 -5",
+        "BITCOUNT s -1 -5 nounit",
+        "BITCOUNT s 1 2 nounit",
+        "BITCOUNT s 1",
+        "BITCOUNT s 1 2 3 4",
+        "BITCOUNT s a b",
+        "BITCOUNT s 0 a",
+        "BITCOUNT s -100 100",
+        "BITCOUNT s -100 -50",
+        "BITCOUNT s -5 -10 BIT",
+        "BITCOUNT s 0 -1 bit",
+        "BITCOUNT s 3 1",
+        "BITCOUNT s 46 46 BIT",
+        "BITCOUNT nokey a b",
+        "BITCOUNT nokey 1",
+    ],
+    // BITPOS: defaults, ranges, the zero padding past the end, errors.
+    &[
+        "FLUSHALL",
+        "SET s foobar",
+        "BITPOS s 1",
+        "BITPOS s 0",
+        "BITPOS s 2",
+        "BITPOS s x",
+        "BITPOS nokey 1",
+        "BITPOS nokey 0",
+        "BITPOS nokey 0 x",
+        "BITPOS s 1 2",
+        "BITPOS s 1 2 -1",
+        "BITPOS s 1 2 -1 BYTE",
+        "BITPOS s 1 7 15 BIT",
+        "BITPOS s 0 7 15 BIT",
+        "BITPOS s 0 1 1 BIT",
+        "BITPOS s 1 x",
+        "BITPOS s 1 0 x",
+        "BITPOS s 1 0 1 x",
+        "BITPOS s 1 0 x x",
+        "BITPOS s 1 0 1 BIT 5",
+        "BITPOS s 1 -1 -5",
+        "BITPOS s 0 -100 100",
+        "BITPOS s 1 100",
+        "SETBIT ones 0 1",
+        "SETBIT ones 1 1",
+        "SETBIT ones 2 1",
+        "SETBIT ones 3 1",
+        "SETBIT ones 4 1",
+        "SETBIT ones 5 1",
+        "SETBIT ones 6 1",
+        "SETBIT ones 7 1",
+        "BITPOS ones 0",
+        "BITPOS ones 0 0",
+        "BITPOS ones 0 0 -1",
+        "BITPOS ones 0 3 5 BIT",
+        "BITPOS ones 0 3 BIT",
+        "SETBIT z 20 0",
+        "BITPOS z 1",
+        "BITPOS z 0 1",
+        "BITPOS z 1 -1 -1 BIT",
+    ],
+    // COPY keeps the value and the TTL, REPLACE overwrites; TOUCH counts repeats.
+    &[
+        "FLUSHALL",
+        "SET s v",
+        "COPY s s2",
+        "GET s2",
+        "COPY s s2",
+        "SET s w",
+        "COPY s s2 REPLACE",
+        "GET s2",
+        "COPY s s",
+        "COPY s s2 DB 0 REPLACE",
+        "COPY s s3 DB x",
+        "COPY s s3 DB 99999999999",
+        "COPY s s3 DB",
+        "COPY s s3 FOO",
+        "COPY nokey s4",
+        "SET ex v EX 1000",
+        "COPY ex ex2",
+        "TTL ex2",
+        "TOUCH s s s nokey",
+        "TOUCH nokey",
+        "EXISTS s3 s4",
+    ],
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitmap_copy_and_touch_reply_as_redis_does() {
+    let redis = start_redis().await;
+    let h = Harness::start(1, &[]).await;
+    let node = h.leader_among(&[0]).await;
+    for (i, script) in SCRIPTS.iter().enumerate() {
+        let expected = run_script(&redis.addr, script).await;
+        let got = run_script(&h.resp_addr(node), script).await;
+        for (line, (want, got)) in script.iter().zip(expected.iter().zip(&got)) {
+            assert_eq!(got, want, "script {i}: {line}");
+        }
+    }
+}

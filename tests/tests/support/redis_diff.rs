@@ -1,0 +1,93 @@
+//! Differential testing against a real Redis: the same pipelined script, sent
+//! as raw RESP to Debian's `redis-server` and to Seshat, must get the same
+//! replies.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::eventually;
+
+/// A `redis-server` with no persistence on a free port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a `redis-server` (no persistence) on a free port.
+pub async fn start_redis() -> RedisServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().unwrap().port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed (apt-get install -y redis-server; .ci/run installs it)");
+    let server = RedisServer { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
+    eventually(Duration::from_secs(10), "redis-server answers", || async {
+        TcpStream::connect(&server.addr).await.ok().map(|_| ())
+    })
+    .await;
+    server
+}
+
+/// One reply, flattened to text: `+OK`, `:1`, `$2 hi`, `$-1`, `*2[...]`.
+fn read_reply<'a, R: AsyncBufRead + Unpin + Send>(
+    r: &'a mut R,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + 'a>> {
+    Box::pin(async move {
+        let mut line = String::new();
+        r.read_line(&mut line).await.expect("read reply");
+        let line = line.trim_end().to_string();
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "$" if rest != "-1" => {
+                let mut body = vec![0; rest.parse::<usize>().unwrap() + 2];
+                r.read_exact(&mut body).await.expect("bulk body");
+                format!("${}", String::from_utf8_lossy(&body[..body.len() - 2]))
+            }
+            "*" if rest != "-1" => {
+                let mut items = Vec::new();
+                for _ in 0..rest.parse::<usize>().unwrap() {
+                    items.push(read_reply(r).await);
+                }
+                format!("*[{}]", items.join(", "))
+            }
+            _ => line,
+        }
+    })
+}
+
+/// Sends `script` pipelined on one connection; one flattened reply per command.
+pub async fn run_script(addr: &str, script: &[&str]) -> Vec<String> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (rd, mut wr) = stream.into_split();
+    let mut request = Vec::new();
+    for line in script {
+        let args: Vec<&str> = line.split(' ').collect();
+        request.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+    }
+    wr.write_all(&request).await.expect("send");
+    let mut rd = BufReader::new(rd);
+    let mut replies = Vec::new();
+    for _ in script {
+        replies.push(tokio::time::timeout(Duration::from_secs(20), read_reply(&mut rd)).await.expect("reply"));
+    }
+    replies
+}
