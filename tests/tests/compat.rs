@@ -103,6 +103,37 @@ const SCRIPTS: &[&[&str]] = &[
         "BITPOS z 0 1",
         "BITPOS z 1 -1 -1 BIT",
     ],
+    // BITOP: zero padding, NOT's one source, an empty result deletes, no TTL kept.
+    &[
+        "FLUSHALL",
+        "SET a foobar",
+        "SET b abcdef",
+        "SET c xy",
+        "BITOP AND dest a b",
+        "GET dest",
+        "BITOP OR dest a b c",
+        "GET dest",
+        "BITOP XOR dest a c",
+        "GET dest",
+        "BITOP NOT dest c",
+        "STRLEN dest",
+        "BITOP NOT dest a b",
+        "BITOP FOO dest a",
+        "BITOP and dest nokey",
+        "EXISTS dest",
+        "SET dest2 x EX 100",
+        "BITOP OR dest2 a",
+        "TTL dest2",
+        "BITOP AND dest3 a nokey",
+        "BITCOUNT dest3",
+        "SET n 12",
+        "BITOP OR dest4 n",
+        "GET dest4",
+        "BITOP XOR dest5 nokey nokey2",
+        "EXISTS dest5",
+        "BITOP OR a a c",
+        "GET a",
+    ],
     // COPY keeps the value and the TTL, REPLACE overwrites; TOUCH counts repeats.
     &[
         "FLUSHALL",
@@ -130,7 +161,7 @@ const SCRIPTS: &[&[&str]] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bitmap_copy_and_touch_reply_as_redis_does() {
+async fn bitmaps_copy_and_touch_reply_as_redis_does() {
     let redis = start_redis().await;
     let h = Harness::start(1, &[]).await;
     let node = h.leader_among(&[0]).await;

@@ -1,4 +1,4 @@
-//! Bitmap commands over string values: SETBIT, GETBIT, BITCOUNT, BITPOS.
+//! Bitmap commands over string values: SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP.
 //!
 //! Bit 0 is the most significant bit of the first byte, as in Redis. Ranges
 //! follow Redis 7.0's `bitcountCommand` and `bitposCommand`, including the
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::args::{integer, is};
 use super::read::ReadCmd;
 use super::{CommandError, CommandSpec, Limits, Parsed};
-use crate::store::WriteCmd;
+use crate::store::{BitOperation, WriteCmd};
 
 type Result = std::result::Result<Parsed, CommandError>;
 
@@ -106,6 +106,21 @@ pub(super) fn bitpos(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64
     Ok(Parsed::Read(ReadCmd::BitPos { key: args[1].clone(), bit, range }))
 }
 
+/// BITOP AND | OR | XOR | NOT destkey key \[key ...\]
+pub(super) fn bitop(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
+    let op = match &args[1] {
+        name if is(name, "and") => BitOperation::And,
+        name if is(name, "or") => BitOperation::Or,
+        name if is(name, "xor") => BitOperation::Xor,
+        name if is(name, "not") => BitOperation::Not,
+        _ => return Err(CommandError::Syntax),
+    };
+    if op == BitOperation::Not && args.len() != 4 {
+        return Err(CommandError::BitopNotArity);
+    }
+    Ok(Parsed::Write(WriteCmd::BitOp { op, dst: args[2].clone(), srcs: args[3..].to_vec() }))
+}
+
 fn bit_offset(arg: &[u8]) -> std::result::Result<u64, CommandError> {
     match integer(arg) {
         Ok(offset @ 0..=MAX_BIT_OFFSET) => Ok(offset as u64),
@@ -147,6 +162,25 @@ pub(crate) fn bit_at(value: &[u8], offset: u64) -> bool {
 /// The mask selecting bit `offset` within its byte.
 pub(crate) fn mask(offset: u64) -> u8 {
     0x80 >> (offset & 7)
+}
+
+/// BITOP's result: as long as the longest source, each shorter one read as
+/// padded with zero bytes.
+pub(crate) fn combine(op: BitOperation, sources: &[&[u8]]) -> Vec<u8> {
+    let len = sources.iter().map(|s| s.len()).max().unwrap_or(0);
+    let byte = |source: &[u8], i: usize| source.get(i).copied().unwrap_or(0);
+    let (first, rest) = sources.split_first().expect("BITOP has a source");
+    (0..len)
+        .map(|i| {
+            let others = rest.iter().map(|source| byte(source, i));
+            match op {
+                BitOperation::And => others.fold(byte(first, i), |acc, b| acc & b),
+                BitOperation::Or => others.fold(byte(first, i), |acc, b| acc | b),
+                BitOperation::Xor => others.fold(byte(first, i), |acc, b| acc ^ b),
+                BitOperation::Not => !byte(first, i),
+            }
+        })
+        .collect()
 }
 
 /// BITCOUNT over an existing string.
@@ -272,6 +306,16 @@ mod tests {
         assert_eq!(position(b"\xff\xff", false, range(0, Some(-1), BitUnit::Byte)), -1);
         assert_eq!(position(b"", false, None), -1);
         assert_eq!(position(b"\x80", true, range(1, Some(0), BitUnit::Byte)), -1);
+    }
+
+    #[test]
+    fn bitop_pads_shorter_sources_with_zeros() {
+        let (a, b): (&[u8], &[u8]) = (b"\xf0\x0f\xff", b"\x3c");
+        assert_eq!(combine(BitOperation::And, &[a, b]), [0x30, 0, 0]);
+        assert_eq!(combine(BitOperation::Or, &[a, b]), [0xfc, 0x0f, 0xff]);
+        assert_eq!(combine(BitOperation::Xor, &[a, b, b]), a);
+        assert_eq!(combine(BitOperation::Not, &[b]), [0xc3]);
+        assert_eq!(combine(BitOperation::And, &[b"", b""]), Vec::<u8>::new());
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum CommandError {
     /// BITPOS bit other than 0 or 1.
     #[error("The bit argument must be 1 or 0.")]
     BitArgument,
+    /// BITOP NOT with other than one source.
+    #[error("BITOP NOT must be called with a single source key.")]
+    BitopNotArity,
     /// COPY of a key onto itself.
     #[error("source and destination objects are the same")]
     SameObject,

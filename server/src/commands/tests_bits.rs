@@ -57,6 +57,22 @@ fn bitcount_and_bitpos_report_range_errors_only_for_an_existing_string() {
 }
 
 #[test]
+fn bitop_stores_without_ttl_and_an_empty_result_deletes() {
+    let mut h = Harness::new();
+    h.run(&["SET", "a", "ab"]);
+    h.run(&["SET", "d", "x", "EX", "100"]);
+    assert_eq!(h.run(&["BITOP", "OR", "d", "a", "nokey"]), int(2));
+    assert_eq!(h.run(&["TTL", "d"]), int(-1));
+    assert_eq!(h.run(&["BITOP", "AND", "d", "nokey"]), int(0));
+    assert_eq!(h.run(&["EXISTS", "d"]), int(0));
+    assert_eq!(h.run(&["BITOP", "NOT", "d", "a", "a"]), err("ERR BITOP NOT must be called with a single source key."));
+    assert_eq!(h.run(&["BITOP", "NAND", "d", "a"]), err("ERR syntax error"));
+    h.run(&["SET", "d", "keep"]);
+    assert_eq!(h.run(&["BITOP", "OR", "d", "a", "d", "nokey"]), int(4));
+    assert_eq!(h.run(&["GET", "d"]), bulk("\u{6b}\u{67}ep"));
+}
+
+#[test]
 fn copy_options_and_errors() {
     let mut h = Harness::new();
     h.run(&["SET", "a", "1"]);

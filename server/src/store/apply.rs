@@ -8,7 +8,9 @@
 use bytes::Bytes;
 
 use super::entry::Entry;
-use super::ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd};
+use super::ops::{
+    BitOperation, ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd,
+};
 use super::Store;
 use crate::commands::{self, bits, CommandError, Limits, Parsed};
 use crate::resp::num::{format_human_float, parse_f64, parse_i64};
@@ -176,6 +178,7 @@ impl Store {
             WriteCmd::Transaction { steps, watched } => self.apply_transaction(now, steps, watched, prefetch),
             WriteCmd::SetBit { key, offset, bit, max_len } => self.apply_setbit(now, key, *offset, *bit, *max_len),
             WriteCmd::Copy { src, dst, replace } => self.apply_copy(now, src, dst, *replace),
+            WriteCmd::BitOp { op, dst, srcs } => self.apply_bitop(now, *op, dst, srcs),
         }
     }
 
@@ -430,6 +433,36 @@ impl Store {
         }
         self.put(dst_hash, copy);
         Frame::Integer(1)
+    }
+
+    fn apply_bitop(&mut self, now: u64, op: BitOperation, dst: &[u8], srcs: &[Bytes]) -> Frame {
+        let hashes: Vec<u64> = srcs
+            .iter()
+            .map(|src| {
+                let hash = self.hash(src);
+                self.expire_if_due(src, hash, now);
+                hash
+            })
+            .collect();
+        let mut values = Vec::with_capacity(srcs.len());
+        for (src, &hash) in srcs.iter().zip(&hashes) {
+            match self.find(src, hash).map(Entry::string_value) {
+                None => values.push(&[][..]),
+                Some(Some(value)) => values.push(value),
+                Some(None) => return error(CommandError::WrongType),
+            }
+        }
+        let result = bits::combine(op, &values);
+        let (dst_hash, existing) = self.live(dst, now);
+        let existed = existing.is_some();
+        if result.is_empty() {
+            if existed {
+                self.remove(dst, dst_hash);
+            }
+            return Frame::Integer(0);
+        }
+        self.put(dst_hash, Entry::string(dst, &result, None));
+        Frame::Integer(result.len() as i64)
     }
 
     /// The string value of the live entry at `key`, to change in place (its

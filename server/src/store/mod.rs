@@ -32,7 +32,7 @@ use rand::Rng;
 pub use apply::split_batch_reply;
 use entry::Entry;
 pub use entry::{ValueRef, ValueType};
-pub use ops::{ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd};
+pub use ops::{BitOperation, ExpireCondition, GetExTtl, Operation, SetCondition, SetTtl, TxStep, WatchedKey, WriteCmd};
 pub use snapshot::SnapshotError;
 
 const SHARD_BITS: u32 = 12;

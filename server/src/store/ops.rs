@@ -49,6 +49,19 @@ pub enum GetExTtl {
     At(i64),
 }
 
+/// The operation of a `BITOP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BitOperation {
+    /// AND of every source.
+    And,
+    /// OR of every source.
+    Or,
+    /// XOR of every source.
+    Xor,
+    /// NOT of the one source.
+    Not,
+}
+
 /// `EXPIRE` options NX / XX / GT / LT, as flags: Redis accepts XX together with
 /// GT or LT, and checks each flag in turn.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +239,17 @@ pub enum WriteCmd {
         /// REPLACE: overwrite an existing destination.
         replace: bool,
     },
+    /// BITOP: stores the operation over the sources (missing ones count as
+    /// empty, shorter ones as zero-padded) at `dst`, without a TTL, or deletes
+    /// `dst` when the result is empty; replies the result's length.
+    BitOp {
+        /// The operation.
+        op: BitOperation,
+        /// Key written.
+        dst: Bytes,
+        /// Keys read, in order (exactly one for NOT).
+        srcs: Vec<Bytes>,
+    },
 }
 
 /// One command of a [`WriteCmd::Transaction`].
@@ -281,6 +305,7 @@ impl WriteCmd {
             WriteCmd::Transaction { .. } => "transaction",
             WriteCmd::SetBit { .. } => "setbit",
             WriteCmd::Copy { .. } => "copy",
+            WriteCmd::BitOp { .. } => "bitop",
         }
     }
 
@@ -302,6 +327,7 @@ impl WriteCmd {
             WriteCmd::MSet { pairs } | WriteCmd::MSetNx { pairs } => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
             WriteCmd::Del { keys } | WriteCmd::ExpireKeys { keys } => keys.iter().map(Bytes::len).sum(),
             WriteCmd::Rename { src, dst, .. } | WriteCmd::Copy { src, dst, .. } => src.len() + dst.len(),
+            WriteCmd::BitOp { dst, srcs, .. } => dst.len() + srcs.iter().map(Bytes::len).sum::<usize>(),
             WriteCmd::FlushAll => 0,
             WriteCmd::Batch { ops } => ops.iter().map(|op| op.cmd.approx_len()).sum(),
             WriteCmd::Transaction { steps, watched } => {
@@ -320,8 +346,8 @@ impl WriteCmd {
         }
     }
 
-    /// Calls `f` with each key this command writes (and COPY's source, which
-    /// it reads), in argument order (a batch's in the order of its writes),
+    /// Calls `f` with each key this command writes (and the sources COPY and
+    /// BITOP read), in argument order (a batch's in the order of its writes),
     /// without allocating.
     pub fn for_each_key<'a>(&'a self, f: &mut impl FnMut(&'a Bytes)) {
         match self {
@@ -341,6 +367,10 @@ impl WriteCmd {
             WriteCmd::Rename { src, dst, .. } | WriteCmd::Copy { src, dst, .. } => {
                 f(src);
                 f(dst);
+            }
+            WriteCmd::BitOp { dst, srcs, .. } => {
+                f(dst);
+                srcs.iter().for_each(&mut *f);
             }
             WriteCmd::FlushAll => {}
             WriteCmd::Batch { ops } => ops.iter().for_each(|op| op.cmd.for_each_key(f)),

@@ -290,6 +290,7 @@ fn wire_format_of_operations_round_trips() {
         op(6, WriteCmd::Batch { ops: vec![op(6, WriteCmd::Del { keys: vec![b("x")] }), op(7, WriteCmd::FlushAll)] }),
         op(8, WriteCmd::SetBit { key: b("b"), offset: 4_294_967_295, bit: true, max_len: 65_536 }),
         op(9, WriteCmd::Copy { src: b("a"), dst: b("b"), replace: true }),
+        op(10, WriteCmd::BitOp { op: BitOperation::Xor, dst: b("d"), srcs: vec![b("a"), b("b")] }),
     ];
     for operation in ops {
         let bytes = bincode::serde::encode_to_vec(&operation, bincode::config::standard()).unwrap();
