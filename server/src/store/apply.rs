@@ -336,14 +336,24 @@ impl Store {
         Frame::Bulk(Bytes::from(text))
     }
 
-    fn apply_append(&mut self, now: u64, key: &[u8], value: &[u8], max_len: u64) -> Frame {
+    /// The string at `key` with its TTL, a missing key reading as empty with
+    /// none, for the commands that edit a string (APPEND, SETRANGE, SETBIT);
+    /// WRONGTYPE for another type.
+    fn live_string(&mut self, key: &[u8], now: u64) -> Result<(u64, &[u8], Option<u64>), Frame> {
         let (hash, old) = self.live(key, now);
-        let (old_value, expire_at) = match old {
-            None => (&[][..], None),
+        match old {
+            None => Ok((hash, &[], None)),
             Some(entry) => match entry.string_value() {
-                Some(old_value) => (old_value, entry.expire_at()),
-                None => return error(CommandError::WrongType),
+                Some(value) => Ok((hash, value, entry.expire_at())),
+                None => Err(error(CommandError::WrongType)),
             },
+        }
+    }
+
+    fn apply_append(&mut self, now: u64, key: &[u8], value: &[u8], max_len: u64) -> Frame {
+        let (hash, old_value, expire_at) = match self.live_string(key, now) {
+            Ok(found) => found,
+            Err(reply) => return reply,
         };
         let new_len = old_value.len() + value.len();
         if new_len as u64 > max_len {
@@ -357,24 +367,19 @@ impl Store {
     }
 
     fn apply_setrange(&mut self, now: u64, key: &[u8], offset: u64, value: &[u8], max_len: u64) -> Frame {
-        let (hash, old) = self.live(key, now);
-        let (old_value, expire_at) = match old {
-            None => (None, None),
-            Some(entry) => match entry.string_value() {
-                Some(old_value) => (Some(old_value), entry.expire_at()),
-                None => return error(CommandError::WrongType),
-            },
+        let (hash, old_value, expire_at) = match self.live_string(key, now) {
+            Ok(found) => found,
+            Err(reply) => return reply,
         };
         if value.is_empty() {
             // Nothing written: no size check and no key created, as in Redis.
-            return Frame::Integer(old_value.map_or(0, |v| v.len() as i64));
+            return Frame::Integer(old_value.len() as i64);
         }
         let end = offset.saturating_add(value.len() as u64);
         if end > max_len {
             return error(CommandError::ValueTooLarge { size: end as usize, max: max_len as usize });
         }
         let (offset, end) = (offset as usize, end as usize); // both ≤ max_len
-        let old_value = old_value.unwrap_or(&[]);
         let old_len = old_value.len();
         if end <= old_len {
             self.string_in_place(key, hash)[offset..end].copy_from_slice(value);
@@ -391,13 +396,9 @@ impl Store {
     }
 
     fn apply_setbit(&mut self, now: u64, key: &[u8], offset: u64, bit: bool, max_len: u64) -> Frame {
-        let (hash, old) = self.live(key, now);
-        let (old_value, expire_at) = match old {
-            None => (&[][..], None),
-            Some(entry) => match entry.string_value() {
-                Some(old_value) => (old_value, entry.expire_at()),
-                None => return error(CommandError::WrongType),
-            },
+        let (hash, old_value, expire_at) = match self.live_string(key, now) {
+            Ok(found) => found,
+            Err(reply) => return reply,
         };
         let was = bits::bit_at(old_value, offset);
         let byte = (offset >> 3) as usize; // offset < 2^32: parsing bounds it
