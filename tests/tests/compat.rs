@@ -3,11 +3,12 @@
 //!
 //! Each script starts with `FLUSHALL`, so both start empty. Deviations that
 //! are Seshat's by design (one database, the value size limit) are tested in
-//! the server's unit tests instead.
+//! the server's unit tests instead. `CLIENT LIST`, whose ids and addresses
+//! differ by nature, is checked field by field.
 
 mod support;
 
-use support::redis_diff::{run_script, start_redis};
+use support::redis_diff::{run_script, start_redis, RawConn};
 use support::Harness;
 
 /// Scripts whose every reply Redis defines exactly (no timing, no server details).
@@ -172,4 +173,41 @@ async fn bitmaps_copy_and_touch_reply_as_redis_does() {
             assert_eq!(got, want, "script {i}: {line}");
         }
     }
+}
+
+/// The `CLIENT LIST` fields (from its flattened `$…` reply) of the connection with id `id`.
+fn client_fields(list: &str, id: &str) -> Vec<(String, String)> {
+    let line = list
+        .trim_start_matches('$')
+        .lines()
+        .find(|line| line.split(' ').any(|field| field == format!("id={id}")))
+        .unwrap_or_else(|| panic!("client {id} not in {list}"));
+    line.split(' ').filter_map(|f| f.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_list_shows_each_connection_s_last_command_and_transaction() {
+    let h = Harness::start(1, &[]).await;
+    let node = h.leader_among(&[0]).await;
+    let addr = h.resp_addr(node);
+    let mut busy = RawConn::connect(&addr).await;
+    let id =
+        busy.run(&["CLIENT ID", "WATCH a b", "MULTI", "SET a 1", "GET b"]).await[0].trim_start_matches(':').to_string();
+    let mut observer = RawConn::connect(&addr).await;
+    let list = observer.run(&["CLIENT LIST"]).await.remove(0);
+    let fields = client_fields(&list, &id);
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap();
+    assert_eq!(field("cmd"), "get", "{list}");
+    assert_eq!(field("flags"), "x", "in MULTI: {list}");
+    assert_eq!(field("multi"), "2", "two commands queued: {list}");
+    assert_eq!(field("watch"), "2", "{list}");
+    assert_eq!(field("laddr"), addr, "{list}");
+    assert_ne!(field("fd"), "0", "{list}");
+    busy.run(&["EXEC"]).await;
+    let list = observer.run(&["CLIENT LIST"]).await.remove(0);
+    let fields = client_fields(&list, &id);
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap();
+    assert_eq!((field("cmd"), field("flags"), field("multi"), field("watch")), ("exec", "N", "-1", "0"), "{list}");
+    let own = observer.run(&["CLIENT INFO"]).await.remove(0);
+    assert!(own.contains(" cmd=client|info "), "{own}");
 }

@@ -27,7 +27,7 @@ pub use error::CommandError;
 pub use glob::glob_match;
 pub use info::command_reply;
 pub use read::{execute_read, ReadCmd, TtlUnit};
-pub use table::{lookup, table, CommandKind, CommandSpec, KeySpec};
+pub use table::{command_id, command_name, lookup, table, CommandKind, CommandSpec, KeySpec};
 
 /// Size limits enforced at parse time (Seshat-specific, from the CLI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -123,6 +123,24 @@ pub fn table() -> &'static [CommandSpec] {
     TABLE
 }
 
+/// A command (and, for container commands, its subcommand) as a small
+/// number, for bookkeeping that must not lock: `CLIENT LIST`'s `cmd` field is
+/// stored per request in an atomic. `None` for a spec not in the table.
+pub fn command_id(spec: &'static CommandSpec, sub: Option<&'static CommandSpec>) -> Option<u32> {
+    let top = TABLE.binary_search_by(|s| s.name.cmp(spec.name)).ok()?;
+    let sub = sub.and_then(|sub| spec.subcommands.iter().position(|s| std::ptr::eq(s, sub))).map_or(0, |i| i + 1);
+    Some(((top as u32 + 1) << 8) | sub as u32)
+}
+
+/// The full name (`get`, `client|list`) of a [`command_id`].
+pub fn command_name(id: u32) -> Option<&'static str> {
+    let top = TABLE.get(((id >> 8) as usize).checked_sub(1)?)?;
+    match (id & 0xFF) as usize {
+        0 => Some(top.name),
+        sub => top.subcommands.get(sub - 1).map(|s| s.name),
+    }
+}
+
 use CommandKind::{Connection, Read, Write};
 
 const RO: &[&str] = &["readonly"];
@@ -338,6 +356,17 @@ mod tests {
         assert_eq!(positions("rename", 3), [1, 2]);
         assert_eq!(positions("keys", 2), Vec::<usize>::new());
         assert_eq!(positions("ping", 1), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn command_ids_round_trip() {
+        for spec in TABLE {
+            assert_eq!(command_name(command_id(spec, None).unwrap()), Some(spec.name));
+            for sub in spec.subcommands {
+                assert_eq!(command_name(command_id(spec, Some(sub)).unwrap()), Some(sub.name));
+            }
+        }
+        assert_eq!(command_name(0), None);
     }
 
     #[test]

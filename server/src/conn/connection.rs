@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -112,6 +113,8 @@ struct Connection {
     /// Counts upstream connections opened, so a watch held by one of them is
     /// known lost once another replaces it.
     upstream_generation: u64,
+    /// The last command without subcommands and its `CLIENT LIST` id.
+    last_command: Option<(&'static commands::CommandSpec, u32)>,
 }
 
 /// Serves one client connection until it closes.
@@ -124,7 +127,7 @@ pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAd
         return;
     }
     let mut conn = Connection {
-        session: Session::new(id, peer, ctx.requirepass.is_some()),
+        session: Session::new(id, peer, stream.local_addr().ok(), stream.as_raw_fd(), ctx.requirepass.is_some()),
         ctx: ctx.clone(),
         queue: VecDeque::new(),
         local_writes: 0,
@@ -136,6 +139,7 @@ pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAd
         multi: None,
         watching: Watching::default(),
         upstream_generation: 0,
+        last_command: None,
     };
     ctx.clients().insert(id, conn.session.info.clone());
     ctx.metrics.connections.inc();
@@ -216,6 +220,26 @@ impl Connection {
         }
     }
 
+    /// Records the command for `CLIENT LIST`. The id of the last plain
+    /// command is kept, so a run of GETs costs a pointer comparison and two
+    /// relaxed stores each.
+    fn record_activity(&mut self, spec: &'static commands::CommandSpec, args: &[Bytes], now: u64) {
+        let id = match self.last_command {
+            Some((last, id)) if std::ptr::eq(last, spec) => Some(id),
+            _ if !spec.subcommands.is_empty() => {
+                commands::command_id(spec, args.get(1).and_then(|sub| spec.subcommand(sub)))
+            }
+            _ => {
+                let id = commands::command_id(spec, None);
+                self.last_command = id.map(|id| (spec, id));
+                id
+            }
+        };
+        if let Some(id) = id {
+            self.session.info.activity.command(id, now);
+        }
+    }
+
     /// Queues a reply slot. Every caller flushes the write batch first, so
     /// slots are queued in the client's order.
     fn push(&mut self, slot: Slot, cmd: &'static str, started: Instant) {
@@ -244,12 +268,17 @@ impl Connection {
             return;
         }
         let now = now_ms();
+        if let Some(spec) = spec {
+            self.record_activity(spec, &args, now);
+        }
         let parsed = commands::parse(&args, &self.ctx.kv.config().limits, now);
         if !matches!(parsed, Ok(Parsed::Write(_))) {
             self.flush_batch().await;
         }
         if self.multi.is_some() || matches!(name, "multi" | "exec" | "discard" | "watch" | "unwatch" | "reset") {
-            match self.transactional(&args, name, &parsed, started).await {
+            let handled = self.transactional(&args, name, &parsed, started).await;
+            self.session.info.activity.transaction(self.multi.as_ref().map(|m| m.queued.len()), self.watching.count());
+            match handled {
                 Handled::Reply(reply) => return self.push(Slot::Ready(reply), name, started),
                 Handled::Queued => return,
                 Handled::NotHere => {}

@@ -3,6 +3,8 @@
 //! INFO CONFIG TIME.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -18,29 +20,85 @@ pub struct ClientInfo {
     pub id: u64,
     /// Peer address.
     pub addr: SocketAddr,
+    /// This server's end of the connection.
+    pub laddr: Option<SocketAddr>,
+    /// The socket's file descriptor.
+    pub fd: i32,
     /// Name set by `CLIENT SETNAME` / `HELLO … SETNAME`.
     pub name: String,
     /// Library name and version from `CLIENT SETINFO`.
     pub lib: (String, String),
     /// When the connection was accepted.
     pub created: Instant,
-    /// Last command name.
-    pub last_cmd: &'static str,
     /// Protocol in use.
     pub protocol: Protocol,
+    /// What the connection is doing, shared with the registry's copy.
+    pub activity: Arc<Activity>,
+}
+
+/// What a connection is doing, kept up to date without a lock: every command
+/// costs two relaxed stores, so that `CLIENT LIST` shows each connection's
+/// last command and idle time, which the registry's copy of [`ClientInfo`]
+/// (refreshed only by connection commands) could not.
+#[derive(Debug)]
+pub struct Activity {
+    /// Unix milliseconds of the last command; 0 before the first.
+    last_ms: AtomicU64,
+    /// The last command, as a [`commands::command_id`]; 0 before the first.
+    cmd: AtomicU32,
+    /// Commands queued since `MULTI`, or -1 outside a transaction.
+    multi: AtomicI64,
+    /// Keys named by the `WATCH`es in force (a repeated key counts each time).
+    watched: AtomicU32,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            last_ms: AtomicU64::new(0),
+            cmd: AtomicU32::new(0),
+            multi: AtomicI64::new(-1),
+            watched: AtomicU32::new(0),
+        }
+    }
+}
+
+impl Activity {
+    /// Records a command (a [`commands::command_id`]) run at `now_ms`.
+    pub fn command(&self, id: u32, now_ms: u64) {
+        self.cmd.store(id, Ordering::Relaxed);
+        self.last_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Records the transaction state: commands queued (`None` outside
+    /// `MULTI`) and keys watched.
+    pub fn transaction(&self, queued: Option<usize>, watched: usize) {
+        self.multi.store(queued.map_or(-1, |n| n as i64), Ordering::Relaxed);
+        self.watched.store(u32::try_from(watched).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
 }
 
 impl ClientInfo {
     fn render(&self) -> String {
+        let activity = &self.activity;
+        let age = self.created.elapsed().as_secs();
+        let idle = match activity.last_ms.load(Ordering::Relaxed) {
+            0 => age,
+            last => now_unix_ms().saturating_sub(last) / 1000,
+        };
+        let multi = activity.multi.load(Ordering::Relaxed);
+        let cmd = commands::command_name(activity.cmd.load(Ordering::Relaxed)).unwrap_or("NULL");
         format!(
-            "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 \
-             qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
-             user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={age} idle={idle} flags={} db=0 sub=0 psub=0 ssub=0 \
+             multi={multi} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+             tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
+            self.laddr.map(|a| a.to_string()).unwrap_or_default(),
+            self.fd,
             self.name,
-            self.created.elapsed().as_secs(),
-            self.last_cmd,
+            if multi >= 0 { "x" } else { "N" },
+            activity.watched.load(Ordering::Relaxed),
             match self.protocol {
                 Protocol::Resp2 => 2,
                 Protocol::Resp3 => 3,
@@ -49,6 +107,10 @@ impl ClientInfo {
             self.lib.1
         )
     }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Per-connection state.
@@ -77,17 +139,19 @@ fn wrong_arity(name: &str) -> Frame {
 }
 
 impl Session {
-    /// A session for a new connection.
-    pub fn new(id: u64, addr: SocketAddr, needs_auth: bool) -> Self {
+    /// A session for a new connection from `addr` to `laddr` on socket `fd`.
+    pub fn new(id: u64, addr: SocketAddr, laddr: Option<SocketAddr>, fd: i32, needs_auth: bool) -> Self {
         Session {
             info: ClientInfo {
                 id,
                 addr,
+                laddr,
+                fd,
                 name: String::new(),
                 lib: (String::new(), String::new()),
                 created: Instant::now(),
-                last_cmd: "NULL",
                 protocol: Protocol::Resp2,
+                activity: Arc::default(),
             },
             authenticated: !needs_auth,
             forwarded: false,

@@ -87,9 +87,16 @@ pub(super) struct Watching {
     /// Keys were watched here while this node led, then more through the
     /// leader: no single node can check them all, so `EXEC` fails (nil).
     pub(super) split: bool,
+    /// Keys named by `WATCH`es forwarded to the leader.
+    pub(super) forwarded_keys: usize,
 }
 
 impl Watching {
+    /// Keys watched, here and through the leader (a repeated key counts each time).
+    pub(super) fn count(&self) -> usize {
+        self.keys.len() + self.forwarded_keys
+    }
+
     /// Adds `keys` as they are in `store` at `now_ms`.
     pub(super) fn watch(&mut self, store: &Store, keys: &[Bytes], now_ms: u64) -> Frame {
         if self.keys.len() + keys.len() > MAX_WATCHED_KEYS {

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::eventually;
@@ -71,23 +72,40 @@ fn read_reply<'a, R: AsyncBufRead + Unpin + Send>(
     })
 }
 
-/// Sends `script` pipelined on one connection; one flattened reply per command.
-pub async fn run_script(addr: &str, script: &[&str]) -> Vec<String> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (rd, mut wr) = stream.into_split();
-    let mut request = Vec::new();
-    for line in script {
-        let args: Vec<&str> = line.split(' ').collect();
-        request.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for arg in args {
-            request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+/// One raw RESP connection that stays open between scripts.
+pub struct RawConn {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+}
+
+impl RawConn {
+    /// Connects to `addr`.
+    pub async fn connect(addr: &str) -> RawConn {
+        let (rd, wr) = TcpStream::connect(addr).await.expect("connect").into_split();
+        RawConn { rd: BufReader::new(rd), wr }
+    }
+
+    /// Sends `script` pipelined (arguments split on spaces); one flattened
+    /// reply per command.
+    pub async fn run(&mut self, script: &[&str]) -> Vec<String> {
+        let mut request = Vec::new();
+        for line in script {
+            let args: Vec<&str> = line.split(' ').collect();
+            request.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for arg in args {
+                request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+            }
         }
+        self.wr.write_all(&request).await.expect("send");
+        let mut replies = Vec::new();
+        for _ in script {
+            replies.push(tokio::time::timeout(Duration::from_secs(20), read_reply(&mut self.rd)).await.expect("reply"));
+        }
+        replies
     }
-    wr.write_all(&request).await.expect("send");
-    let mut rd = BufReader::new(rd);
-    let mut replies = Vec::new();
-    for _ in script {
-        replies.push(tokio::time::timeout(Duration::from_secs(20), read_reply(&mut rd)).await.expect("reply"));
-    }
-    replies
+}
+
+/// Sends `script` pipelined on a new connection; one flattened reply per command.
+pub async fn run_script(addr: &str, script: &[&str]) -> Vec<String> {
+    RawConn::connect(addr).await.run(script).await
 }
