@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::{info, ConnContext};
 use crate::commands;
+use crate::kv::now_ms;
 use crate::resp::{Frame, Protocol};
 
 /// What `CLIENT LIST` / `CLIENT INFO` show about a connection.
@@ -84,7 +85,7 @@ impl ClientInfo {
         let age = self.created.elapsed().as_secs();
         let idle = match activity.last_ms.load(Ordering::Relaxed) {
             0 => age,
-            last => now_unix_ms().saturating_sub(last) / 1000,
+            last => now_ms().saturating_sub(last) / 1000,
         };
         let multi = activity.multi.load(Ordering::Relaxed);
         let cmd = commands::command_name(activity.cmd.load(Ordering::Relaxed)).unwrap_or("NULL");
@@ -107,10 +108,6 @@ impl ClientInfo {
             self.lib.1
         )
     }
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Per-connection state.
