@@ -5,8 +5,8 @@
 //! order in which they report errors: Redis looks the key up before it parses
 //! a BITCOUNT or BITPOS range, so a missing key answers 0 (or BITPOS's
 //! default) even when the range is malformed. The parsed range therefore
-//! travels inside the command as a `Result`, and [`count`] / [`position`]
-//! report its error only for an existing string.
+//! travels inside the [`ReadCmd`] as a `Result`, whose error
+//! [`execute_read`](super::execute_read) reports only for an existing string.
 
 use bytes::Bytes;
 
