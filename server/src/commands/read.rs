@@ -126,18 +126,8 @@ pub enum ReadCmd {
 /// Executes a read against `store` at the reader's clock `now_ms`.
 pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
     match cmd {
-        ReadCmd::Get { key } => match store.get(key, now_ms) {
-            None => Frame::Null,
-            Some(entry) => match entry.as_string() {
-                Some(value) => Frame::bulk_copy(value),
-                None => Frame::wrong_type(),
-            },
-        },
-        ReadCmd::GetExRejected { key, error } => match store.get(key, now_ms) {
-            None => Frame::Null,
-            Some(entry) if entry.as_string().is_none() => Frame::wrong_type(),
-            Some(_) => error.to_frame(),
-        },
+        ReadCmd::Get { key } => on_string(store, key, now_ms, Frame::Null, Frame::bulk_copy),
+        ReadCmd::GetExRejected { key, error } => on_string(store, key, now_ms, Frame::Null, |_| error.to_frame()),
         ReadCmd::MGet { keys } => Frame::Array(
             keys.iter()
                 .map(|key| match store.get(key, now_ms).and_then(|e| e.as_string()) {
@@ -146,20 +136,12 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
                 })
                 .collect(),
         ),
-        ReadCmd::StrLen { key } => match store.get(key, now_ms) {
-            None => Frame::Integer(0),
-            Some(entry) => match entry.as_string() {
-                Some(value) => Frame::Integer(value.len() as i64),
-                None => Frame::wrong_type(),
-            },
-        },
-        ReadCmd::GetRange { key, start, end } => match store.get(key, now_ms) {
-            None => Frame::empty_bulk(),
-            Some(entry) => match entry.as_string() {
-                Some(value) => Frame::bulk_copy(substring(value, *start, *end)),
-                None => Frame::wrong_type(),
-            },
-        },
+        ReadCmd::StrLen { key } => {
+            on_string(store, key, now_ms, Frame::Integer(0), |value| Frame::Integer(value.len() as i64))
+        }
+        ReadCmd::GetRange { key, start, end } => {
+            on_string(store, key, now_ms, Frame::empty_bulk(), |value| Frame::bulk_copy(substring(value, *start, *end)))
+        }
         ReadCmd::Exists { keys } => {
             Frame::Integer(keys.iter().filter(|key| store.get(key, now_ms).is_some()).count() as i64)
         }
@@ -186,32 +168,32 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
                 Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
             ])
         }
-        ReadCmd::GetBit { key, offset } => match store.get(key, now_ms) {
-            None => Frame::Integer(0),
-            Some(entry) => match entry.as_string() {
-                Some(value) => Frame::Integer(i64::from(bits::bit_at(value, *offset))),
-                None => Frame::wrong_type(),
-            },
-        },
-        ReadCmd::BitCount { key, range } => match store.get(key, now_ms) {
-            None => Frame::Integer(0),
-            Some(entry) => match (entry.as_string(), range) {
-                (None, _) => Frame::wrong_type(),
-                (Some(_), Err(e)) => e.to_frame(),
-                (Some(value), Ok(range)) => Frame::Integer(bits::count(value, *range)),
-            },
-        },
+        ReadCmd::GetBit { key, offset } => on_string(store, key, now_ms, Frame::Integer(0), |value| {
+            Frame::Integer(i64::from(bits::bit_at(value, *offset)))
+        }),
+        ReadCmd::BitCount { key, range } => on_string(store, key, now_ms, Frame::Integer(0), |value| match range {
+            Ok(range) => Frame::Integer(bits::count(value, *range)),
+            Err(e) => e.to_frame(),
+        }),
         // A missing key is an endless run of zeros.
-        ReadCmd::BitPos { key, bit, range } => match store.get(key, now_ms) {
-            None => Frame::Integer(if *bit { -1 } else { 0 }),
-            Some(entry) => match (entry.as_string(), range) {
-                (None, _) => Frame::wrong_type(),
-                (Some(_), Err(e)) => e.to_frame(),
-                (Some(value), Ok(range)) => Frame::Integer(bits::position(value, *bit, *range)),
-            },
-        },
+        ReadCmd::BitPos { key, bit, range } => {
+            on_string(store, key, now_ms, Frame::Integer(if *bit { -1 } else { 0 }), |value| match range {
+                Ok(range) => Frame::Integer(bits::position(value, *bit, *range)),
+                Err(e) => e.to_frame(),
+            })
+        }
         ReadCmd::RandomKey => store.random_key(now_ms, &mut rand::rng()).map_or(Frame::Null, Frame::Bulk),
         ReadCmd::DbSize => Frame::Integer(store.len() as i64),
+    }
+}
+
+/// The reply of a read of the string at `key`: `missing` when there is no
+/// live key, WRONGTYPE for another type (checked before anything else, as
+/// Redis does), else `f` of the value.
+fn on_string(store: &Store, key: &[u8], now_ms: u64, missing: Frame, f: impl FnOnce(&[u8]) -> Frame) -> Frame {
+    match store.get(key, now_ms) {
+        None => missing,
+        Some(entry) => entry.as_string().map_or_else(Frame::wrong_type, f),
     }
 }
 
