@@ -68,6 +68,7 @@ struct RaftGauges {
     writes_proposed: Gauge,
     read_barrier_rounds: Gauge,
     reads_barriered: Gauge,
+    read_rounds_by_openraft: Gauge,
     log_disk_bytes: Gauge,
     disk_full: Gauge,
     keys: Gauge,
@@ -152,6 +153,11 @@ impl Metrics {
             raft.read_barrier_rounds.clone(),
         );
         r.register("reads_barriered", "Reads answered by read-barrier rounds", raft.reads_barriered.clone());
+        r.register(
+            "read_rounds_by_openraft",
+            "Read-barrier rounds decided by openraft: lease rounds, and ReadIndex rounds that asking a quorum directly could not decide",
+            raft.read_rounds_by_openraft.clone(),
+        );
         r.register("log_disk_bytes", "Bytes of WAL on disk", raft.log_disk_bytes.clone());
         r.register("disk_full", "1 while log writes fail for lack of space", raft.disk_full.clone());
         r.register("keys", "Keys in the applied state", raft.keys.clone());
@@ -210,6 +216,7 @@ impl Metrics {
         let reads = node.read_batching();
         g.read_barrier_rounds.set(reads.iter().map(|c| c.rounds.load(Ordering::Relaxed) as i64).sum());
         g.reads_barriered.set(reads.iter().map(|c| c.requests.load(Ordering::Relaxed) as i64).sum());
+        g.read_rounds_by_openraft.set(node.read_rounds_by_openraft() as i64);
         g.disk_full.set(i64::from(log.disk_full.load(Ordering::Relaxed)));
         g.keys.set(node.state_machine().read().store.len() as i64);
     }

@@ -171,6 +171,58 @@ async fn lagging_follower_rejoins_through_a_snapshot() {
     assert_all_present(&mut con, &acked).await;
 }
 
+/// One value from a node's `/metrics`.
+async fn metric(h: &Harness, i: u32, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", h.cluster().addr(i).http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+/// ReadIndex rounds are confirmed by asking followers directly (not through
+/// openraft's heartbeats), by whichever follower still answers, and a
+/// leader left without a quorum serves no read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_index_rounds_need_a_quorum_and_take_any_one() {
+    let h = Harness::start(3, &[]).await;
+    let leader = h.leader_among(&[0, 1, 2]).await;
+    let followers: Vec<u32> = (0..3).filter(|i| *i != leader).collect();
+    let mut con = h.redis(leader).await;
+    let () = con.set("k", "v").await.expect("SET");
+    let get = |mut con: redis::aio::MultiplexedConnection| async move {
+        let v: redis::RedisResult<Option<String>> = con.get("k").await;
+        v
+    };
+
+    let by_openraft = metric(&h, leader, "seshat_read_rounds_by_openraft").await;
+    let rounds = metric(&h, leader, "seshat_read_barrier_rounds").await;
+    for _ in 0..20 {
+        assert_eq!(get(con.clone()).await.expect("GET").as_deref(), Some("v"));
+    }
+    assert!(metric(&h, leader, "seshat_read_barrier_rounds").await >= rounds + 20, "one round per sequential GET");
+    assert_eq!(
+        metric(&h, leader, "seshat_read_rounds_by_openraft").await,
+        by_openraft,
+        "a healthy cluster confirms every round directly"
+    );
+
+    // Either follower makes a quorum with the leader.
+    h.cluster().kill_node(followers[0]).await.expect("kill a follower");
+    for _ in 0..20 {
+        assert_eq!(get(con.clone()).await.expect("GET with one follower down").as_deref(), Some("v"));
+    }
+
+    // None left: no confirmation, and openraft's own check fails too.
+    h.cluster().kill_node(followers[1]).await.expect("kill the other follower");
+    let refused = get(con.clone()).await;
+    assert!(refused.is_err(), "a leader without a quorum must not serve a linearizable read: {refused:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_adds_a_learner_promotes_it_and_removes_a_voter() {
     let token = "s3cret";

@@ -18,6 +18,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 mod read_batch;
+mod read_index;
 pub mod snapshot;
 pub mod state_machine;
 pub mod write_batch;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::log_store::{read_checked, write_atomic, LogStore, WriterStatus};
 use super::network::{serve_raft, NetworkFactory};
 use super::read_batch::ReadBatcher;
+use super::read_index::LeaderConfirmer;
 use super::state_machine::StateMachine;
 use super::write_batch::{PendingWrite, WriteBatcher};
 use super::{BatchCounters, NodeAddr, NodeId, Raft, TypeConfig};
@@ -311,7 +312,7 @@ impl RaftNode {
             .map_err(|e| RaftNodeError::Fatal(e.to_string()))?;
 
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve_raft(raft_listener, raft.clone(), id, state_machine.clone(), shutdown.clone()));
+        tokio::spawn(serve_raft(raft_listener, raft.clone(), id, state_machine.clone(), log.clone(), shutdown.clone()));
 
         let recovered = Arc::new(AtomicBool::new(false));
         tokio::spawn(watch_recovery(raft.clone(), recovered.clone()));
@@ -320,9 +321,17 @@ impl RaftNode {
         tracing::info!(node_id = id, applied = ?applied.map(|l| l.index), addr = ?cfg.advertise, "raft node started");
 
         let read_index_reads = Arc::new(ReadBatcher::default());
-        tokio::spawn(read_index_reads.clone().run(raft.clone(), ReadPolicy::ReadIndex, shutdown.clone()));
+        // Well inside the election timeout: see `read_index`, invariant 3.
+        let confirmer =
+            LeaderConfirmer::new(id, raft.clone(), log.clone(), state_machine.clone(), cfg.election_timeout / 3);
+        tokio::spawn(read_index_reads.clone().run(
+            raft.clone(),
+            ReadPolicy::ReadIndex,
+            Some(confirmer),
+            shutdown.clone(),
+        ));
         let lease_reads = Arc::new(ReadBatcher::default());
-        tokio::spawn(lease_reads.clone().run(raft.clone(), ReadPolicy::LeaseRead, shutdown.clone()));
+        tokio::spawn(lease_reads.clone().run(raft.clone(), ReadPolicy::LeaseRead, None, shutdown.clone()));
         let writes = WriteBatcher::start(raft.clone(), shutdown.clone());
 
         Ok(Arc::new(RaftNode {
@@ -373,6 +382,12 @@ impl RaftNode {
     /// Bytes of log held since the last purge.
     pub fn log_held_bytes(&self) -> usize {
         self.log.held_bytes()
+    }
+
+    /// Read-barrier rounds decided by openraft's `ensure_linearizable`
+    /// rather than by asking a quorum directly (`read_index`).
+    pub fn read_rounds_by_openraft(&self) -> u64 {
+        [&self.read_index_reads, &self.lease_reads].iter().map(|b| b.openraft_rounds.load(Ordering::Relaxed)).sum()
     }
 
     /// Read-barrier rounds (ReadIndex and lease) and the reads they answered.

@@ -15,7 +15,12 @@
 //! about as many reads have registered as the last round answered: without
 //! that, rounds start as soon as the first read of the next wave arrives and
 //! answer a dozen reads each instead of two dozen ([`ReadBatcher::gather`]).
+//!
+//! A ReadIndex round is confirmed by a [`LeaderConfirmer`] (a quorum of
+//! followers asked directly), and by openraft's `ensure_linearizable` when
+//! that cannot decide; lease rounds always go to openraft.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::ReadPolicy;
@@ -23,6 +28,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::node::RaftNodeError;
+use super::read_index::LeaderConfirmer;
 use super::{BatchCounters, Raft};
 
 type Waiter = oneshot::Sender<Result<(), RaftNodeError>>;
@@ -38,6 +44,9 @@ pub(crate) struct ReadBatcher {
     wake: Notify,
     /// Rounds run, and the reads they answered.
     pub(crate) counters: BatchCounters,
+    /// Rounds decided by openraft's `ensure_linearizable`: every lease
+    /// round, and ReadIndex rounds the confirmer could not decide.
+    pub(crate) openraft_rounds: AtomicU64,
 }
 
 impl ReadBatcher {
@@ -68,8 +77,15 @@ impl ReadBatcher {
     }
 
     /// Runs rounds until `shutdown`: each round confirms `policy` once for
-    /// every read registered before it began.
-    pub(crate) async fn run(self: Arc<Self>, raft: Raft, policy: ReadPolicy, shutdown: CancellationToken) {
+    /// every read registered before it began, through `confirmer` first when
+    /// there is one.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        raft: Raft,
+        policy: ReadPolicy,
+        mut confirmer: Option<LeaderConfirmer>,
+        shutdown: CancellationToken,
+    ) {
         let mut last_batch = 0;
         loop {
             tokio::select! {
@@ -84,7 +100,20 @@ impl ReadBatcher {
                 }
                 self.counters.record(batch.len());
                 last_batch = batch.len();
-                let result = raft.ensure_linearizable(policy.clone()).await.map(|_| ()).map_err(RaftNodeError::from);
+                let confirmed = match confirmer.as_mut() {
+                    Some(c) => c
+                        .confirm()
+                        .await
+                        .inspect_err(|why| tracing::debug!(%why, "asking openraft to confirm the read round"))
+                        .is_ok(),
+                    None => false,
+                };
+                let result = if confirmed {
+                    Ok(())
+                } else {
+                    self.openraft_rounds.fetch_add(1, Ordering::Relaxed);
+                    raft.ensure_linearizable(policy.clone()).await.map(|_| ()).map_err(RaftNodeError::from)
+                };
                 for waiter in batch {
                     let _ = waiter.send(result.as_ref().map(|_| ()).map_err(RaftNodeError::duplicate));
                 }

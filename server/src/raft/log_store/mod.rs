@@ -185,6 +185,13 @@ impl LogStore {
         &self.status
     }
 
+    /// The vote on disk. `save_vote` records a vote here after it is
+    /// durable and before it returns; openraft acts on a vote (grants it,
+    /// leads or follows with it) only after that.
+    pub fn vote(&self) -> Option<Vote> {
+        self.lock().vote
+    }
+
     /// Encoded bytes of the entries currently held (not yet purged).
     pub fn held_bytes(&self) -> usize {
         self.lock().bytes

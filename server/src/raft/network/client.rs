@@ -50,13 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        PeerClient {
-            from: self.my_id,
-            target,
-            addr: node.raft_addr.clone(),
-            conn: None,
-            append_budget: self.append_budget,
-        }
+        PeerClient::new(self.my_id, target, node.raft_addr.clone(), self.append_budget)
     }
 }
 
@@ -81,10 +75,34 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     conn: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    /// A request was sent and its reply not read: the call was dropped
+    /// midway, so the next reply on `conn` would answer the wrong request.
+    awaiting_reply: bool,
     append_budget: usize,
 }
 
 impl PeerClient {
+    /// A client from node `from` to node `target` at `addr`; it connects on
+    /// its first call.
+    pub fn new(from: NodeId, target: NodeId, addr: String, append_budget: usize) -> Self {
+        PeerClient { from, target, addr, conn: None, awaiting_reply: false, append_budget }
+    }
+
+    /// The address this client connects to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Asks the target whether it has granted a vote above `vote`
+    /// ([`Request::ConfirmLeader`]): `Ok(true)` when it has not.
+    pub async fn confirm_leader(&mut self, vote: Vote, ttl: Duration) -> io::Result<bool> {
+        match self.call(Request::ConfirmLeader { vote }, ttl).await {
+            Ok(Reply::LeaderConfirmed(confirmed)) => Ok(confirmed),
+            Ok(other) => Err(io::Error::other(CallError::Unexpected(format!("{other:?}")))),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+
     async fn call(&mut self, body: Request, ttl: Duration) -> Result<Reply, CallError> {
         let envelope = Envelope { target: self.target, from: self.from, body };
         let frame = to_frame(&envelope)?;
@@ -111,6 +129,10 @@ impl PeerClient {
     }
 
     async fn exchange(&mut self, frame: Bytes) -> Result<Reply, CallError> {
+        if self.awaiting_reply {
+            self.conn = None;
+            self.awaiting_reply = false;
+        }
         if self.conn.is_none() {
             let stream = TcpStream::connect(&self.addr)
                 .await
@@ -119,11 +141,16 @@ impl PeerClient {
             self.conn = Some(Framed::new(stream, codec()));
         }
         let conn = self.conn.as_mut().expect("connected above");
+        self.awaiting_reply = true;
         conn.send(frame).await?;
-        match conn.next().await {
-            Some(reply) => Ok(from_frame(reply?)?),
-            None => Err(CallError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection"))),
-        }
+        let reply = match conn.next().await {
+            Some(reply) => reply?,
+            None => {
+                return Err(CallError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection")))
+            }
+        };
+        self.awaiting_reply = false;
+        Ok(from_frame(reply)?)
     }
 
     fn rpc_error(&self, action: RPCTypes, e: CallError) -> RPCError<TypeConfig> {

@@ -11,6 +11,8 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{codec, from_frame, to_frame, Envelope, Reply, Request, WireError};
+use crate::raft::log_store::LogStore;
+use crate::raft::read_index::grants_no_newer_leader;
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::state_machine::{received_snapshot_meta, StateMachine};
 use crate::raft::{NodeId, Raft, Vote};
@@ -21,6 +23,7 @@ pub async fn serve_raft(
     raft: Raft,
     my_id: NodeId,
     state_machine: StateMachine,
+    log: LogStore,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -31,8 +34,13 @@ pub async fn serve_raft(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let conn =
-                    PeerConnection { raft: raft.clone(), my_id, state_machine: state_machine.clone(), incoming: None };
+                let conn = PeerConnection {
+                    raft: raft.clone(),
+                    my_id,
+                    state_machine: state_machine.clone(),
+                    log: log.clone(),
+                    incoming: None,
+                };
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     tokio::select! {
@@ -62,6 +70,7 @@ struct PeerConnection {
     raft: Raft,
     my_id: NodeId,
     state_machine: StateMachine,
+    log: LogStore,
     incoming: Option<IncomingSnapshot>,
 }
 
@@ -109,6 +118,8 @@ impl PeerConnection {
                 Ok(r) => Reply::TransferLeader(r.map_err(|e| e.to_string())),
                 Err(e) => Reply::Error(WireError::Raft(e.to_string())),
             },
+            // From the persisted vote, not the Raft core: see `raft::read_index`.
+            Request::ConfirmLeader { vote } => Reply::LeaderConfirmed(grants_no_newer_leader(self.log.vote(), &vote)),
             Request::SnapshotChunk { vote, offset, data, last } => {
                 match self.snapshot_chunk(vote, offset, &data, last).await {
                     Ok(reply) => reply,

@@ -49,6 +49,13 @@ pub enum Request {
         /// True on the final chunk.
         last: bool,
     },
+    /// Has the receiver granted a vote above `vote`? Asked by a leader
+    /// confirming its leadership for ReadIndex reads (`raft::read_index`);
+    /// answered from the receiver's persisted vote, without its Raft core.
+    ConfirmLeader {
+        /// The asking leader's vote.
+        vote: Vote,
+    },
 }
 
 /// Replies, in the order of requests on a connection.
@@ -66,6 +73,9 @@ pub enum Reply {
     Snapshot(SnapshotResponse<TypeConfig>),
     /// The request was refused.
     Error(WireError),
+    /// Reply to [`Request::ConfirmLeader`]: true when the receiver's vote is
+    /// not above the leader's, so it has granted no newer leader.
+    LeaderConfirmed(bool),
 }
 
 /// Why a peer refused a request.
