@@ -157,12 +157,7 @@ async fn lagging_follower_rejoins_through_a_snapshot() {
     h.wait_applied(lagging, commit).await;
     let s = h.status(lagging).await.expect("follower status");
     assert!(s.snapshot_index.unwrap_or(0) >= purged, "follower installed the leader's snapshot: {s:?}");
-    let metrics = reqwest::get(format!("http://{}/metrics", h.cluster().addr(lagging).http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&h, lagging).await;
     assert!(
         metrics.lines().any(|l| l.starts_with("seshat_snapshots_installed ") && !l.ends_with(" 0")),
         "snapshot install counted in /metrics"
@@ -171,15 +166,17 @@ async fn lagging_follower_rejoins_through_a_snapshot() {
     assert_all_present(&mut con, &acked).await;
 }
 
+/// A node's `/metrics` page.
+async fn metrics_text(h: &Harness, i: u32) -> String {
+    let page = reqwest::get(format!("http://{}/metrics", h.cluster().addr(i).http_addr)).await.expect("metrics");
+    page.text().await.expect("metrics text")
+}
+
 /// One value from a node's `/metrics`.
 async fn metric(h: &Harness, i: u32, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", h.cluster().addr(i).http_addr))
+    metrics_text(h, i)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
