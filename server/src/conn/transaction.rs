@@ -16,6 +16,8 @@
 //! entries: a stamp read from it is older, so a write in between still aborts
 //! the transaction. Reading it needs no quorum round for the same reason.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 
 use crate::commands::{self, CommandError, Limits, Parsed};
@@ -87,14 +89,20 @@ pub(super) struct Watching {
     /// Keys were watched here while this node led, then more through the
     /// leader: no single node can check them all, so `EXEC` fails (nil).
     pub(super) split: bool,
-    /// Keys named by `WATCH`es forwarded to the leader.
-    pub(super) forwarded_keys: usize,
+    /// Every key watched, here or through the leader, once each.
+    distinct: HashSet<Bytes>,
 }
 
 impl Watching {
-    /// Keys watched, here and through the leader (a repeated key counts each time).
+    /// Keys watched, here and through the leader; a key watched twice
+    /// counts once, as in Redis's `CLIENT LIST` `watch=`.
     pub(super) fn count(&self) -> usize {
-        self.keys.len() + self.forwarded_keys
+        self.distinct.len()
+    }
+
+    /// Notes `keys` as watched through the leader.
+    pub(super) fn forwarded(&mut self, keys: &[Bytes]) {
+        self.distinct.extend(keys.iter().cloned());
     }
 
     /// Adds `keys` as they are in `store` at `now_ms`.
@@ -103,6 +111,10 @@ impl Watching {
             return Frame::Error(format!("ERR too many watched keys (at most {MAX_WATCHED_KEYS})"));
         }
         for key in keys {
+            // Redis keeps a key's first WATCH; a repeat changes nothing.
+            if !self.distinct.insert(key.clone()) {
+                continue;
+            }
             let stamp = store.watch_stamp(key);
             let live = store.get(key, now_ms).is_some();
             self.keys.push(WatchedKey { key: key.clone(), stamp, live });

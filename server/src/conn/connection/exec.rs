@@ -93,7 +93,7 @@ impl Connection {
                 let kept = self.watching.upstream.is_none_or(|g| g == generation && g == self.upstream_generation);
                 self.watching.split |= !kept;
                 self.watching.upstream = Some(self.upstream_generation);
-                self.watching.forwarded_keys += args.len() - 1;
+                self.watching.forwarded(&args[1..]);
                 self.push(slot, "watch", started);
                 Handled::Queued
             }
