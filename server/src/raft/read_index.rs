@@ -174,6 +174,7 @@ impl LeaderConfirmer {
     fn refresh_clients(&mut self, followers: &BTreeMap<NodeId, String>) {
         self.clients.retain(|id, c| followers.get(id).is_some_and(|addr| addr == c.addr()));
         for (id, addr) in followers {
+            // No append budget: this client never sends entries.
             self.clients.entry(*id).or_insert_with(|| PeerClient::new(self.my_id, *id, addr.clone(), 0));
         }
         self.preferred.retain(|id| followers.contains_key(id));
