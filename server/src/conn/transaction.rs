@@ -100,9 +100,12 @@ impl Watching {
         self.distinct.len()
     }
 
-    /// Notes `keys` as watched through the leader.
+    /// Notes `keys` as watched through the leader. The leader refuses a
+    /// `WATCH` past [`MAX_WATCHED_KEYS`]; the set here stops there too, so a
+    /// client cannot grow it without bound through a follower.
     pub(super) fn forwarded(&mut self, keys: &[Bytes]) {
-        self.distinct.extend(keys.iter().cloned());
+        let room = MAX_WATCHED_KEYS.saturating_sub(self.distinct.len());
+        self.distinct.extend(keys.iter().take(room).cloned());
     }
 
     /// Adds `keys` as they are in `store` at `now_ms`.
@@ -229,5 +232,25 @@ mod tests {
         assert_eq!(multi.queued.len(), 1);
         assert!(refused_when_queued(&CommandError::WrongArity { name: "get".into() }));
         assert!(!refused_when_queued(&CommandError::Syntax));
+    }
+
+    #[test]
+    fn a_key_watched_twice_counts_once_and_keeps_its_first_stamp() {
+        let store = Store::new();
+        let mut w = Watching::default();
+        assert_eq!(w.watch(&store, &args("a b"), 1_000), Frame::ok());
+        assert_eq!(w.watch(&store, &args("b"), 1_000), Frame::ok());
+        assert_eq!((w.count(), w.keys.len()), (2, 2));
+        w.forwarded(&args("b c"));
+        assert_eq!(w.count(), 3, "b counted once; c through the leader");
+    }
+
+    #[test]
+    fn keys_watched_through_the_leader_stop_at_the_limit() {
+        let mut w = Watching::default();
+        let many: Vec<Bytes> = (0..MAX_WATCHED_KEYS + 10).map(|i| Bytes::from(i.to_string())).collect();
+        w.forwarded(&many);
+        w.forwarded(&args("one more"));
+        assert_eq!(w.count(), MAX_WATCHED_KEYS);
     }
 }
