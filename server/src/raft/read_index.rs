@@ -49,7 +49,8 @@ use super::network::PeerClient;
 use super::state_machine::StateMachine;
 use super::{NodeId, Raft, Vote};
 
-/// How long the preferred followers get before the others are asked too.
+/// How long the preferred followers get before the others are asked too
+/// (at most a quarter of the round's deadline, for short election timeouts).
 const ASK_OTHERS_AFTER: Duration = Duration::from_millis(10);
 
 /// Why a round was not confirmed here; the caller asks openraft instead.
@@ -199,7 +200,7 @@ impl LeaderConfirmer {
         let mut asking = FuturesUnordered::new();
         asking.extend(queue.by_ref().take(needed).map(|(id, c)| ask_one(id, c, vote, ttl)));
         let deadline = tokio::time::sleep(self.deadline);
-        let ask_others = tokio::time::sleep(ASK_OTHERS_AFTER);
+        let ask_others = tokio::time::sleep(ASK_OTHERS_AFTER.min(self.deadline / 4));
         tokio::pin!(deadline, ask_others);
         let mut others_asked = false;
         let mut confirmed = Vec::with_capacity(needed);
