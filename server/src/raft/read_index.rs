@@ -36,7 +36,6 @@
 //! gives [`Unconfirmed`], and the caller falls back to openraft's
 //! `ensure_linearizable`, which decides and reports errors as before.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::time::Duration;
 
@@ -79,13 +78,17 @@ pub(crate) enum Unconfirmed {
     NotApplied,
 }
 
-/// What the round needs to know about this node's leadership.
-struct Leadership {
+/// What a round started from: the leadership it confirms.
+struct RoundStart {
     vote: Vote,
     committed_index: Option<u64>,
     membership_log_index: Option<u64>,
-    /// The other voters and their Raft addresses.
-    followers: BTreeMap<NodeId, String>,
+}
+
+/// A follower the confirmer may ask.
+struct Follower {
+    id: NodeId,
+    client: PeerClient,
 }
 
 /// Confirms this node's leadership for a batch of ReadIndex reads. One per
@@ -97,9 +100,8 @@ pub(crate) struct LeaderConfirmer {
     state_machine: StateMachine,
     /// The whole round's deadline, kept well inside the election timeout.
     deadline: Duration,
-    clients: BTreeMap<NodeId, PeerClient>,
-    /// Followers in the order to ask them: the latest to confirm first.
-    preferred: Vec<NodeId>,
+    /// The other voters, in the order to ask them: the latest to confirm first.
+    followers: Vec<Follower>,
 }
 
 impl LeaderConfirmer {
@@ -111,44 +113,41 @@ impl LeaderConfirmer {
         state_machine: StateMachine,
         deadline: Duration,
     ) -> Self {
-        LeaderConfirmer { my_id, raft, log, state_machine, deadline, clients: BTreeMap::new(), preferred: Vec::new() }
+        LeaderConfirmer { my_id, raft, log, state_machine, deadline, followers: Vec::new() }
     }
 
     /// Returns `Ok` once a quorum has confirmed that no leader newer than
     /// this one was elected before the call (see the module docs).
     pub(crate) async fn confirm(&mut self) -> Result<(), Unconfirmed> {
-        let leadership = self.leadership()?;
+        let start = self.start_round()?;
         let applied = self.state_machine.read().last_applied;
-        if applied.is_none_or(|a| *a.committed_leader_id() != *leadership.vote.leader_id()) {
+        if applied.is_none_or(|a| *a.committed_leader_id() != *start.vote.leader_id()) {
             return Err(Unconfirmed::NoEntryOfThisLeader);
         }
-        self.refresh_clients(&leadership.followers);
         // A majority of n voters is n/2 + 1 (rounded down), this leader being
         // one: of f = n - 1 followers, (f + 1)/2 = ceil(f/2) must confirm.
-        let needed = leadership.followers.len().div_ceil(2);
-        let confirmed = self.ask(leadership.vote, needed).await?;
+        let needed = self.followers.len().div_ceil(2);
+        let confirmed = self.ask(start.vote, needed).await?;
         if confirmed < needed {
             return Err(Unconfirmed::NoQuorum { confirmed, needed });
         }
-        let now = self.leadership()?;
-        let own_vote = self.log.vote();
-        if now.vote != leadership.vote
-            || now.membership_log_index != leadership.membership_log_index
-            || own_vote.is_none_or(|v| v.leader_id() != leadership.vote.leader_id())
-        {
+        if !self.unchanged_since(&start) {
             return Err(Unconfirmed::Changed);
         }
-        if self.state_machine.read().last_applied.map(|l| l.index) < leadership.committed_index {
+        if self.state_machine.read().last_applied.map(|l| l.index) < start.committed_index {
             self.raft
                 .wait(Some(self.deadline))
-                .applied_index_at_least(leadership.committed_index, "read index")
+                .applied_index_at_least(start.committed_index, "read index")
                 .await
                 .map_err(|_| Unconfirmed::NotApplied)?;
         }
         Ok(())
     }
 
-    fn leadership(&self) -> Result<Leadership, Unconfirmed> {
+    /// Checks, from the metrics, that this node leads with a committed vote
+    /// in a uniform membership, and brings `followers` in line with that
+    /// membership's other voters (a client whose address moved is replaced).
+    fn start_round(&mut self) -> Result<RoundStart, Unconfirmed> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         if m.state != ServerState::Leader || m.current_leader != Some(self.my_id) || !m.vote.is_committed() {
@@ -158,49 +157,48 @@ impl LeaderConfirmer {
         if membership.get_joint_config().len() != 1 {
             return Err(Unconfirmed::Joint);
         }
-        let followers = membership
-            .voter_ids()
-            .filter(|id| *id != self.my_id)
-            .map(|id| (id, membership.get_node(&id).map(|n| n.raft_addr.clone()).unwrap_or_default()))
-            .collect();
-        Ok(Leadership {
+        let raft_addr = |id: &NodeId| membership.get_node(id).map_or("", |n| n.raft_addr.as_str());
+        let my_id = self.my_id;
+        let is_follower = |id: &NodeId| *id != my_id && membership.voter_ids().any(|v| v == *id);
+        self.followers.retain(|f| is_follower(&f.id) && raft_addr(&f.id) == f.client.addr());
+        for id in membership.voter_ids().filter(|id| *id != my_id) {
+            if !self.followers.iter().any(|f| f.id == id) {
+                // No append budget: this client never sends entries.
+                let client = PeerClient::new(my_id, id, raft_addr(&id).to_string(), 0);
+                self.followers.push(Follower { id, client });
+            }
+        }
+        Ok(RoundStart {
             vote: m.vote,
             committed_index: m.local_committed.map(|l| l.index),
             membership_log_index: m.membership_config.log_id().map(|l| l.index),
-            followers,
         })
     }
 
-    /// Keeps one client per current follower, replaced when its address moves.
-    fn refresh_clients(&mut self, followers: &BTreeMap<NodeId, String>) {
-        self.clients.retain(|id, c| followers.get(id).is_some_and(|addr| addr == c.addr()));
-        for (id, addr) in followers {
-            // No append budget: this client never sends entries.
-            self.clients.entry(*id).or_insert_with(|| PeerClient::new(self.my_id, *id, addr.clone(), 0));
-        }
-        self.preferred.retain(|id| followers.contains_key(id));
-        for id in followers.keys() {
-            if !self.preferred.contains(id) {
-                self.preferred.push(*id);
-            }
-        }
+    /// Whether this node still leads with the round's vote and membership,
+    /// by the metrics and by its own persisted vote.
+    fn unchanged_since(&self, start: &RoundStart) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.state == ServerState::Leader
+            && m.vote == start.vote
+            && m.membership_config.log_id().map(|l| l.index) == start.membership_log_index
+            && self.log.vote().is_some_and(|v| v.leader_id() == start.vote.leader_id())
     }
 
-    /// Asks the `needed` preferred followers, then the rest if those have
-    /// not all confirmed after [`ASK_OTHERS_AFTER`]; returns how many
-    /// confirmed before `needed` was reached or the deadline passed.
+    /// Asks the `needed` first followers, then the rest if those have not
+    /// all confirmed after [`ASK_OTHERS_AFTER`]; returns how many confirmed
+    /// before `needed` was reached or the deadline passed.
     async fn ask(&mut self, vote: Vote, needed: usize) -> Result<usize, Unconfirmed> {
         if needed == 0 {
             return Ok(0);
         }
         let ttl = self.deadline;
-        let order = self.preferred.clone();
-        let mut by_id: BTreeMap<NodeId, &mut PeerClient> = self.clients.iter_mut().map(|(id, c)| (*id, c)).collect();
-        let mut queue = order.iter().filter_map(|id| by_id.remove(id).map(|c| (*id, c)));
+        let mut queue = self.followers.iter_mut();
         let mut asking = FuturesUnordered::new();
-        asking.extend(queue.by_ref().take(needed).map(|(id, c)| ask_one(id, c, vote, ttl)));
-        let deadline = tokio::time::sleep(self.deadline);
-        let ask_others = tokio::time::sleep(ASK_OTHERS_AFTER.min(self.deadline / 4));
+        asking.extend(queue.by_ref().take(needed).map(|f| ask_one(f, vote, ttl)));
+        let deadline = tokio::time::sleep(ttl);
+        let ask_others = tokio::time::sleep(ASK_OTHERS_AFTER.min(ttl / 4));
         tokio::pin!(deadline, ask_others);
         let mut others_asked = false;
         let mut confirmed = Vec::with_capacity(needed);
@@ -213,14 +211,14 @@ impl LeaderConfirmer {
                         tracing::debug!(follower = id, error = %e, "leader confirmation failed");
                         if !others_asked {
                             others_asked = true;
-                            asking.extend(queue.by_ref().map(|(id, c)| ask_one(id, c, vote, ttl)));
+                            asking.extend(queue.by_ref().map(|f| ask_one(f, vote, ttl)));
                         }
                     }
                     None => {}
                 },
                 _ = &mut ask_others, if !others_asked => {
                     others_asked = true;
-                    asking.extend(queue.by_ref().map(|(id, c)| ask_one(id, c, vote, ttl)));
+                    asking.extend(queue.by_ref().map(|f| ask_one(f, vote, ttl)));
                 }
                 _ = &mut deadline => break,
             }
@@ -229,10 +227,11 @@ impl LeaderConfirmer {
             }
         }
         drop(asking);
-        // The quickest to confirm goes first next time.
-        for id in confirmed.iter().rev() {
-            self.preferred.retain(|p| p != id);
-            self.preferred.insert(0, *id);
+        // The quickest to confirm go first next time, in the order they did.
+        for (rank, id) in confirmed.iter().enumerate() {
+            if let Some(at) = self.followers.iter().position(|f| f.id == *id) {
+                self.followers[rank..=at].rotate_right(1);
+            }
         }
         Ok(confirmed.len())
     }
@@ -246,8 +245,8 @@ pub(crate) fn grants_no_newer_leader(mine: Option<Vote>, leader: &Vote) -> bool 
     mine.is_none_or(|mine| mine.leader_id() <= leader.leader_id())
 }
 
-async fn ask_one(id: NodeId, client: &mut PeerClient, vote: Vote, ttl: Duration) -> (NodeId, io::Result<bool>) {
-    (id, client.confirm_leader(vote, ttl).await)
+async fn ask_one(follower: &mut Follower, vote: Vote, ttl: Duration) -> (NodeId, io::Result<bool>) {
+    (follower.id, follower.client.confirm_leader(vote, ttl).await)
 }
 
 #[cfg(test)]
