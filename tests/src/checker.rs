@@ -6,6 +6,7 @@
 //! checked on its own, in parallel, with the bounded search of
 //! [`crate::linearizability`].
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,10 @@ pub struct KeyReport {
     pub detail: String,
     /// Search time.
     pub elapsed: Duration,
+    /// The key's operations as recorded, kept only when the verdict is not
+    /// [`Verdict::Linearizable`], so that the history can be saved and
+    /// checked again with other limits.
+    pub history: Vec<Operation>,
 }
 
 /// The verdicts for every key of a history.
@@ -112,7 +117,8 @@ pub fn check_history(history: &History, limits: Limits) -> CheckReport {
 pub fn check_key(key: &str, ops: &[Operation], limits: Limits) -> KeyReport {
     let started = Instant::now();
     let kept: Vec<&Operation> = ops.iter().filter(|o| enters_search(o)).collect();
-    let entries: Vec<Entry<Call, Ret>> = kept.iter().map(|o| to_entry(o)).collect();
+    let mut entries: Vec<Entry<Call, Ret>> = kept.iter().map(|o| to_entry(o)).collect();
+    merge_unknown_increments(&mut entries);
     let model = RegisterModel::default();
 
     // Pass 1: drop unknown writes whose value nobody ever observed.
@@ -125,6 +131,7 @@ pub fn check_key(key: &str, ops: &[Operation], limits: Limits) -> KeyReport {
     // observed before the next write replaces it (an observation would name
     // its unique value), so removing it preserves legality.
     let observed = observed_values(&entries);
+    merge_unobserved_values(&mut entries, &observed);
     let value_only =
         entries.iter().all(|e| matches!(e.input, Call::Get | Call::Set(_) | Call::SetGet(_) | Call::TxSwap(_)));
     let pruned: Vec<usize> = (0..entries.len())
@@ -159,10 +166,55 @@ pub fn check_key(key: &str, ops: &[Operation], limits: Limits) -> KeyReport {
     KeyReport {
         key: key.to_owned(),
         ops: entries.len(),
-        unknown: entries.iter().filter(|e| e.ret.is_none()).count(),
+        unknown: kept.iter().filter(|o| matches!(o.outcome, Outcome::Unknown { .. })).count(),
+        history: if verdict.is_linearizable() { Vec::new() } else { ops.to_vec() },
         verdict,
         detail,
         elapsed: started.elapsed(),
+    }
+}
+
+/// Rewrites every written value that no reply names to one shared value.
+///
+/// Sound when no call on the key computes with its value (no `INCR`): the
+/// model then uses a state only to compare it with a reply or to test whether
+/// the key exists, and no reply names any of these values, so a history and
+/// its rewrite accept exactly the same orders. What it buys: timed-out writes
+/// of unobserved values become identical calls, which the search treats as
+/// interchangeable twins (`linearizability::twins`), and states that differ
+/// only in an unobserved value become one memo entry. On a key with
+/// conditional writes, where the unobserved timeouts cannot simply be dropped
+/// (they decide whether a later `SET NX` applies), `u` of them cost `u + 1`
+/// configurations instead of `2^u`.
+fn merge_unobserved_values(entries: &mut [Entry<Call, Ret>], observed: &HashSet<Value>) {
+    if entries.iter().any(|e| matches!(e.input, Call::Incr | Call::WatchIncr)) {
+        return;
+    }
+    let named = |v: Value| observed.contains(&v) || entries.iter().any(|e| e.input.written_value() == Some(v));
+    let Some(shared) = [Value::MIN, Value::MIN + 1].into_iter().find(|&v| !named(v)) else {
+        return;
+    };
+    for e in entries.iter_mut() {
+        e.input = match e.input {
+            Call::Set(v) if !observed.contains(&v) => Call::Set(shared),
+            Call::SetGet(v) if !observed.contains(&v) => Call::SetGet(shared),
+            Call::SetNx(v) if !observed.contains(&v) => Call::SetNx(shared),
+            Call::SetXx(v) if !observed.contains(&v) => Call::SetXx(shared),
+            Call::TxSwap(v) if !observed.contains(&v) => Call::TxSwap(shared),
+            other => other,
+        };
+    }
+}
+
+/// Treats an unknown-outcome optimistic increment as an unknown `INCR`. Both
+/// add one when they take effect (a refused `EXEC` is the same as taking
+/// effect never, which placing it last already covers), so they are
+/// interchangeable twins (see `linearizability::twins`), and `u` pending
+/// `INCR`s plus `w` pending increments cost `u + w + 1` configurations instead of
+/// `(u + 1)(w + 1)`.
+fn merge_unknown_increments(entries: &mut [Entry<Call, Ret>]) {
+    for e in entries.iter_mut().filter(|e| e.output.is_none() && e.ret.is_none() && e.input == Call::WatchIncr) {
+        e.input = Call::Incr;
     }
 }
 
@@ -188,8 +240,8 @@ pub(crate) fn to_entry(op: &Operation) -> Entry<Call, Ret> {
 
 /// Every value some reply revealed. An `INCR` reply `n` reveals that `n - 1`
 /// was the value before it.
-fn observed_values(entries: &[Entry<Call, Ret>]) -> std::collections::HashSet<Value> {
-    let mut seen = std::collections::HashSet::new();
+fn observed_values(entries: &[Entry<Call, Ret>]) -> HashSet<Value> {
+    let mut seen = HashSet::new();
     for e in entries {
         match e.output {
             Some(Ret::Value(Some(v))) => {

@@ -22,6 +22,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 /// Identifies a client (one connection-owning task) in a history.
 pub type ClientId = u32;
 
@@ -58,7 +60,7 @@ impl Default for Clock {
 }
 
 /// A single-key request, as the client issued it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Call {
     /// `GET k`.
     Get,
@@ -116,7 +118,7 @@ impl fmt::Display for Call {
 }
 
 /// A successful reply, decoded into what the register model understands.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Ret {
     /// `GET` and `SET .. GET`: the value read (`None`: key absent).
     Value(Option<Value>),
@@ -146,7 +148,7 @@ impl fmt::Display for Ret {
 }
 
 /// How an operation ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The server replied successfully at `completed`.
     Ok {
@@ -180,8 +182,9 @@ impl Outcome {
     }
 }
 
-/// One client request in a history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One client request in a history. Serializable, so that a key's history
+/// can be saved and checked again (`chaos check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
     /// The issuing client.
     pub client: ClientId,

@@ -19,6 +19,15 @@
 //! is none. Memoisation makes revisiting a configuration free, which keeps the
 //! search near linear on well-behaved histories.
 //!
+//! The memo holds a 128-bit fingerprint of the linearized set, not the set: a
+//! sum of per-operation random keys (Zobrist hashing), updated in O(1) as an
+//! operation is linearized or undone. Copying and hashing the bitset itself
+//! would make every step O(n) and every memo entry n/8 bytes: 6 KiB each for a
+//! 50,000-operation key, which is what long chaos runs record. A collision
+//! can only make the search skip a configuration it has not seen, so it can
+//! turn "linearizable" into a false "not linearizable", never the reverse; at
+//! the search's state bound the chance is below 2^-80.
+//!
 //! Operations with an unknown outcome (timeouts, lost connections) complete at
 //! +infinity with any reply: they may take effect anywhere after invocation.
 //! Placing one at the very end, after every observation, is the same as "never
@@ -180,7 +189,6 @@ impl EventList {
 }
 
 /// A fixed-size bitset over operation indices.
-#[derive(Clone, PartialEq, Eq, Hash)]
 struct Bits(Vec<u64>);
 
 impl Bits {
@@ -195,6 +203,35 @@ impl Bits {
     }
     fn get(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// The fingerprint of a set of operations: the wrapping sum of its members'
+/// keys. Keys are 128-bit outputs of SplitMix64 (two per index), fixed so
+/// that runs are reproducible.
+struct Fingerprint {
+    keys: Vec<u128>,
+    value: u128,
+}
+
+impl Fingerprint {
+    fn new(n: usize) -> Self {
+        let mut seed: u64 = 0x5e5a_7c4e_c0de_2026;
+        let mut next = || {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let keys = (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect();
+        Self { keys, value: 0 }
+    }
+    fn add(&mut self, op: usize) {
+        self.value = self.value.wrapping_add(self.keys[op]);
+    }
+    fn remove(&mut self, op: usize) {
+        self.value = self.value.wrapping_sub(self.keys[op]);
     }
 }
 
@@ -224,8 +261,9 @@ pub fn check<M: Model>(model: &M, entries: &[Entry<M::Input, M::Output>], limits
     let mut list = EventList::build(entries);
     let twin = twins(entries);
     let mut linearized = Bits::new(n);
+    let mut fingerprint = Fingerprint::new(n);
     let mut state = model.init();
-    let mut memo: HashSet<(Bits, M::State)> = HashSet::new();
+    let mut memo: HashSet<(u128, M::State)> = HashSet::new();
     // Stack of (operation, state before it).
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut best: Option<Counterexample<M::State>> = None;
@@ -246,7 +284,8 @@ pub fn check<M: Model>(model: &M, entries: &[Entry<M::Input, M::Output>], limits
             let next_state = if twin_ready { model.step(&state, &e.input, e.output.as_ref()) } else { None };
             if let Some(s) = next_state {
                 linearized.set(op);
-                if memo.insert((linearized.clone(), s.clone())) {
+                fingerprint.add(op);
+                if memo.insert((fingerprint.value, s.clone())) {
                     if memo.len() > limits.max_states {
                         return Verdict::Unknown {
                             states: memo.len(),
@@ -259,6 +298,7 @@ pub fn check<M: Model>(model: &M, entries: &[Entry<M::Input, M::Output>], limits
                     continue;
                 }
                 linearized.clear(op);
+                fingerprint.remove(op);
             }
             node = list.next[node];
         } else {
@@ -277,6 +317,7 @@ pub fn check<M: Model>(model: &M, entries: &[Entry<M::Input, M::Output>], limits
             };
             state = before;
             linearized.clear(op);
+            fingerprint.remove(op);
             list.unlift(op);
             node = list.next[1 + 2 * op];
         }
