@@ -191,6 +191,28 @@ async fn client_list_shows_each_connection_s_last_command_and_transaction() {
     let node = h.leader_among(&[0]).await;
     let addr = h.resp_addr(node);
     let mut busy = RawConn::connect(&addr).await;
+    // What redis-py and go-redis send on connect, and what Redis 7.2 refuses.
+    let setinfo = busy
+        .run(&[
+            "CLIENT SETINFO lib-name redis-py",
+            "CLIENT SETINFO LIB-VER 5.0.1",
+            "CLIENT SETINFO lib-name café",
+            "CLIENT SETINFO lib-os linux",
+            "CLIENT SETINFO lib-name",
+        ])
+        .await;
+    assert_eq!(
+        setinfo,
+        [
+            "+OK",
+            "+OK",
+            "-ERR lib-name cannot contain spaces, newlines or special characters.",
+            "-ERR Unrecognized option 'lib-os'",
+            "-ERR wrong number of arguments for 'client|setinfo' command",
+        ]
+    );
+    let help = busy.run(&["CLIENT HELP"]).await.remove(0);
+    assert!(help.starts_with('*') && help.contains("SETINFO <option> <value>"), "{help}");
     let id = busy.run(&["CLIENT ID", "WATCH a b", "WATCH b", "MULTI", "SET a 1", "GET b"]).await[0]
         .trim_start_matches(':')
         .to_string();
@@ -203,6 +225,7 @@ async fn client_list_shows_each_connection_s_last_command_and_transaction() {
     assert_eq!(field("multi"), "2", "two commands queued: {list}");
     assert_eq!(field("watch"), "2", "a key watched twice counts once: {list}");
     assert_eq!(field("laddr"), addr, "{list}");
+    assert_eq!((field("lib-name"), field("lib-ver")), ("redis-py", "5.0.1"), "{list}");
     assert_ne!(field("fd"), "0", "{list}");
     busy.run(&["EXEC"]).await;
     let list = observer.run(&["CLIENT LIST"]).await.remove(0);

@@ -292,7 +292,7 @@ impl Session {
         match (sub.as_str(), args.len()) {
             ("setname", 3) => {
                 let name = arg_str(&args[2]);
-                if name.bytes().any(|b| b <= b' ' || b > b'~') {
+                if !printable_without_spaces(&name) {
                     return Frame::Error(
                         "ERR Client names cannot contain spaces, newlines or special characters.".into(),
                     );
@@ -320,16 +320,21 @@ impl Session {
                 Frame::Verbatim { format: *b"txt", text: Bytes::from(out) }
             }
             ("setinfo", 4) => {
-                let attr = arg_str(&args[2]).to_ascii_lowercase();
+                let attr = arg_str(&args[2]);
                 let value = arg_str(&args[3]);
-                match attr.as_str() {
-                    "lib-name" => self.info.lib.0 = value,
-                    "lib-ver" => self.info.lib.1 = value,
-                    _ => return Frame::Error(format!("ERR Unrecognized option '{}'", arg_str(&args[2]))),
+                let slot = match attr.to_ascii_lowercase().as_str() {
+                    "lib-name" => &mut self.info.lib.0,
+                    "lib-ver" => &mut self.info.lib.1,
+                    _ => return Frame::Error(format!("ERR Unrecognized option '{attr}'")),
+                };
+                if !printable_without_spaces(&value) {
+                    return Frame::Error(format!("ERR {attr} cannot contain spaces, newlines or special characters."));
                 }
+                *slot = value;
                 Frame::ok()
             }
-            ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
+            ("help", 2) => Frame::Array(CLIENT_HELP.iter().map(|line| Frame::Simple((*line).into())).collect()),
+            ("setname" | "getname" | "id" | "info" | "setinfo" | "help", _) => {
                 Frame::Error(format!("ERR wrong number of arguments for 'client|{sub}' command"))
             }
             _ => Frame::Error(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", arg_str(&args[1]))),
@@ -361,6 +366,33 @@ impl Session {
             Frame::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", arg_str(sub)))
         }
     }
+}
+
+/// `CLIENT HELP`: the subcommands this server implements, in Redis's wording.
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "LIST [options ...]",
+    "    Return information about client connections.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// Redis's rule for client names and library attributes: printable ASCII, no
+/// spaces, so that `CLIENT LIST` stays one `key=value` field per token.
+fn printable_without_spaces(s: &str) -> bool {
+    s.bytes().all(|b| b > b' ' && b <= b'~')
 }
 
 /// Redis's reply to credentials that match no user.
