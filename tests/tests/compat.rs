@@ -104,6 +104,24 @@ const SCRIPTS: &[&[&str]] = &[
         "BITPOS z 0 1",
         "BITPOS z 1 -1 -1 BIT",
     ],
+    // MEMORY: argument errors in Redis's order (options before the key), nil
+    // for a missing key, and the command table's entries. The byte counts of
+    // existing keys differ by design (another allocator layout).
+    &[
+        "FLUSHALL",
+        "SET k v",
+        "MEMORY USAGE nokey",
+        "MEMORY USAGE nokey SAMPLES 3",
+        "MEMORY USAGE nokey SAMPLES -1",
+        "MEMORY USAGE k SAMPLES x",
+        "MEMORY USAGE k SAMPLES",
+        "MEMORY USAGE k FOO 1",
+        "MEMORY USAGE",
+        "MEMORY NOSUCH",
+        "MEMORY",
+        "MEMORY HELP x",
+        "COMMAND INFO memory|usage memory|help",
+    ],
     // BITOP: zero padding, NOT's one source, an empty result deletes, no TTL kept.
     &[
         "FLUSHALL",
@@ -162,7 +180,7 @@ const SCRIPTS: &[&[&str]] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bitmaps_copy_and_touch_reply_as_redis_does() {
+async fn scripts_get_the_replies_redis_gives() {
     let redis = start_redis().await;
     let h = Harness::start(1, &[]).await;
     let node = h.leader_among(&[0]).await;

@@ -116,6 +116,39 @@ OK
     assert_eq!(got, expected, "redis-cli session transcript differs:\n{got}");
 }
 
+/// `redis-cli`'s keyspace and monitoring modes read real numbers: `--memkeys`
+/// sizes keys with `MEMORY USAGE`, `--bigkeys` with `STRLEN`, and `--stat`
+/// prints `INFO`'s `blocked_clients` and `total_commands_processed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_keyspace_and_stat_modes_see_real_numbers() {
+    let h = Harness::start(1, &[]).await;
+    let addr = h.resp_addr(h.leader_among(&[0]).await);
+    redis_cli(&addr, &format!("SET small v\nSET large {}\nSET ttl v EX 100\n", "x".repeat(1000)));
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mode = |flag: &str| {
+        let out = Command::new(tool("redis-cli")).args(["-h", host, "-p", port, flag]).output().expect("redis-cli");
+        assert!(out.status.success(), "redis-cli {flag}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let memkeys = mode("--memkeys");
+    assert!(memkeys.contains("Biggest string found '\"large\"' has 10"), "{memkeys}");
+    assert!(memkeys.contains("3 strings with 1"), "three strings, over 1000 bytes in all: {memkeys}");
+    let bigkeys = mode("--bigkeys");
+    assert!(bigkeys.contains("3 strings with 1002 bytes"), "{bigkeys}");
+
+    let info = redis_cli(&addr, "INFO\n");
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("INFO has no {name}:\n{info}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("blocked_clients"), "0");
+    assert!(field("total_commands_processed").parse::<u64>().unwrap() >= 3, "{info}");
+    assert!(field("used_memory_human").ends_with('M'), "{info}");
+}
+
 /// `seshat local` as a user runs it, then `redis-benchmark` against it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_against_seshat_local() {

@@ -52,6 +52,28 @@ pub(super) fn type_of(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u6
     Ok(Parsed::Read(ReadCmd::Type { key: args[1].clone() }))
 }
 
+/// `MEMORY USAGE key [SAMPLES count]` and `MEMORY HELP`, with Redis's checks
+/// in Redis's order: the options are validated before the key is looked up.
+pub(super) fn memory(spec: &'static CommandSpec, args: &[Bytes], limits: &Limits, _: u64) -> Result {
+    let sub = spec.subcommand(&args[1]).ok_or_else(|| CommandError::unknown_subcommand(args))?;
+    super::check_arity(sub, args.len(), sub.name)?;
+    if sub.name == "memory|help" {
+        return Ok(Parsed::Read(ReadCmd::MemoryHelp));
+    }
+    super::check_key_sizes(sub, args, limits)?;
+    for option in args[3..].chunks(2) {
+        match option {
+            [name, count] if is(name, "samples") => {
+                if integer(count)? < 0 {
+                    return Err(CommandError::Syntax);
+                }
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(Parsed::Read(ReadCmd::MemoryUsage { key: args[2].clone() }))
+}
+
 pub(super) fn persist(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u64) -> Result {
     Ok(Parsed::Write(WriteCmd::Persist { key: args[1].clone() }))
 }

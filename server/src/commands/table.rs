@@ -246,6 +246,7 @@ static TABLE: &[CommandSpec] = &[
     CommandSpec { name: "incrbyfloat", arity: 3, flags: W_OOM_FAST, kind: Write, acl_categories: STR_WRITE_FAST, key_specs: RW_UPDATE, summary: "Increment the float value of a key by the given amount", since: "2.6.0", parse: strings::incrbyfloat, ..STRING_KEY },
     CommandSpec { name: "info", arity: -1, flags: LOADING_STALE, acl_categories: &["@slow", "@dangerous"], tips: &["nondeterministic_output"], summary: "Get information and statistics about the server", group: "server", ..CONNECTION },
     CommandSpec { name: "keys", arity: 2, flags: RO, kind: Read, acl_categories: &["@keyspace", "@read", "@slow", "@dangerous"], tips: &["request_policy:all_shards", "nondeterministic_output_order"], summary: "Find all keys matching the given pattern", complexity: "O(N) with N being the number of keys in the database", parse: keys::keys, ..BASE },
+    CommandSpec { name: "memory", arity: -2, acl_categories: &["@slow"], summary: "A container for memory diagnostics commands", since: "4.0.0", group: "server", complexity: "Depends on subcommand.", subcommands: MEMORY_SUBCOMMANDS, parse: keys::memory, kind: Read, ..BASE },
     CommandSpec { name: "mget", arity: -2, flags: RO_FAST, last_key: -1, kind: Read, acl_categories: STR_READ_FAST, tips: &["request_policy:multi_shard"], key_specs: &[KeySpec::all(&["RO", "access"], 1)], summary: "Get the values of all the given keys", complexity: "O(N) where N is the number of keys to retrieve.", parse: strings::mget, ..STRING_KEY },
     CommandSpec { name: "mset", arity: -3, flags: W_OOM, last_key: -1, step: 2, kind: Write, acl_categories: STR_WRITE_SLOW, tips: &["request_policy:multi_shard", "response_policy:all_succeeded"], key_specs: &[KeySpec::all(&["OW", "update"], 2)], summary: "Set multiple keys to multiple values", since: "1.0.1", complexity: "O(N) where N is the number of keys to set.", parse: strings::mset, ..STRING_KEY },
     CommandSpec { name: "msetnx", arity: -3, flags: W_OOM, last_key: -1, step: 2, kind: Write, acl_categories: STR_WRITE_SLOW, tips: &["request_policy:multi_shard", "response_policy:agg_min"], key_specs: &[KeySpec::all(&["OW", "insert"], 2)], summary: "Set multiple keys to multiple values, only if none of the keys exist", since: "1.0.1", complexity: "O(N) where N is the number of keys to set.", parse: strings::mset, ..STRING_KEY },
@@ -289,6 +290,12 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "client|list", arity: -2, flags: SUB_ADMIN, acl_categories: ADMIN_CONN, tips: &["nondeterministic_output"], summary: "Get the list of client connections", since: "2.4.0", complexity: "O(N) where N is the number of client connections", ..CONNECTION },
     CommandSpec { name: "client|setinfo", arity: 4, flags: SUB, acl_categories: SLOW_CONN, tips: &["request_policy:all_nodes", "response_policy:all_succeeded"], summary: "Set client or connection specific info", since: "7.2.0", ..CONNECTION },
     CommandSpec { name: "client|setname", arity: 3, flags: SUB, acl_categories: SLOW_CONN, summary: "Set the current connection name", since: "2.6.9", ..CONNECTION },
+];
+
+#[rustfmt::skip]
+static MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "memory|help", arity: 2, flags: LOADING_STALE, acl_categories: &["@slow"], summary: "Show helpful text about the different subcommands", since: "4.0.0", group: "server", parse: keys::memory, kind: Read, ..BASE },
+    CommandSpec { name: "memory|usage", arity: -3, flags: RO, kind: Read, acl_categories: &["@read", "@slow"], key_specs: &[KeySpec { begin_index: 2, ..KeySpec::one(&["RO"]) }], summary: "Estimate the memory usage of a key", since: "4.0.0", group: "server", complexity: "O(N) where N is the number of samples.", first_key: 2, last_key: 2, step: 1, parse: keys::memory, ..BASE },
 ];
 
 #[rustfmt::skip]

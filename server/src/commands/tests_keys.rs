@@ -194,3 +194,36 @@ fn commands_reported_by_command_match_the_parsers() {
         );
     }
 }
+
+#[test]
+fn memory_usage_counts_the_allocation_and_grows_with_the_value() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(&["MEMORY", "USAGE", "k"]), NIL);
+    h.run(&["SET", "k", "v"]);
+    let Frame::Integer(small) = h.run(&["MEMORY", "USAGE", "k"]) else { panic!("not an integer") };
+    // One 32-byte malloc chunk and the 8-byte table slot.
+    assert_eq!(small, 40);
+    h.run(&["SET", "k", &"v".repeat(1000)]);
+    let Frame::Integer(large) = h.run(&["MEMORY", "USAGE", "k", "SAMPLES", "0"]) else { panic!("not an integer") };
+    assert!((1000..1100).contains(&large), "{large}");
+    h.run(&["SET", "t", "v", "EX", "100"]);
+    let Frame::Integer(with_ttl) = h.run(&["MEMORY", "USAGE", "t"]) else { panic!("not an integer") };
+    assert!(with_ttl > small, "the expiry index entry counts: {with_ttl}");
+}
+
+#[test]
+fn memory_arguments_are_checked_in_redis_order() {
+    let mut h = Harness::new();
+    // Options are validated before the key is looked up.
+    assert_eq!(h.run(&["MEMORY", "USAGE", "nokey", "SAMPLES", "-1"]), err("ERR syntax error"));
+    assert_eq!(h.run(&["MEMORY", "USAGE", "k", "SAMPLES", "x"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run(&["MEMORY", "USAGE", "k", "SAMPLES"]), err("ERR syntax error"));
+    assert_eq!(h.run(&["MEMORY", "USAGE", "k", "FOO", "1"]), err("ERR syntax error"));
+    assert_eq!(h.run(&["MEMORY", "USAGE"]), err("ERR wrong number of arguments for 'memory|usage' command"));
+    assert_eq!(h.run(&["MEMORY", "PURGE"]), err("ERR unknown subcommand 'PURGE'. Try MEMORY HELP."));
+    assert_eq!(h.run(&["MEMORY"]), err("ERR wrong number of arguments for 'memory' command"));
+    let Frame::Array(help) = h.run(&["memory", "help"]) else { panic!("not an array") };
+    assert!(help.contains(&Frame::simple("USAGE <key> [SAMPLES <count>]")));
+    let key = "k".repeat(257);
+    assert!(matches!(h.run(&["MEMORY", "USAGE", &key]), Frame::Error(e) if e.contains("key")));
+}

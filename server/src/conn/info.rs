@@ -18,6 +18,16 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Redis's `bytesToHuman`: `512B`, `1.50K`, `37.43M`, `2.00G`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20)];
+    match UNITS.iter().find(|(_, size)| n >= *size) {
+        Some((unit, size)) => format!("{:.2}{unit}", n as f64 / *size as f64),
+        None if n >= 1024 => format!("{:.2}K", n as f64 / 1024.0),
+        None => format!("{n}B"),
+    }
+}
+
 /// Renders `INFO [section ...]`.
 pub fn render(ctx: &ConnContext, args: &[Bytes]) -> String {
     let wanted: Vec<String> = args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
@@ -43,14 +53,19 @@ pub fn render(ctx: &ConnContext, args: &[Bytes]) -> String {
     if want("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
             ctx.clients().len(),
             ctx.max_clients
         );
     }
     if want("memory") {
         let rss = rss_bytes();
-        let _ = write!(out, "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nmaxmemory:0\r\n\r\n");
+        let human = human_bytes(rss);
+        let _ = write!(
+            out,
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{human}\r\nused_memory_rss:{rss}\r\n\
+             used_memory_rss_human:{human}\r\nmaxmemory:0\r\n\r\n"
+        );
     }
     if want("persistence") {
         let log = node.log_status();
@@ -63,7 +78,12 @@ pub fn render(ctx: &ConnContext, args: &[Bytes]) -> String {
         );
     }
     if want("stats") {
-        let _ = write!(out, "# Stats\r\ntotal_connections_received:{}\r\n\r\n", ctx.metrics.connections_total.get());
+        let _ = write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\r\n",
+            ctx.metrics.connections_total.get(),
+            ctx.metrics.commands_processed.get()
+        );
     }
     if want("replication") {
         let leader = node.leader();
@@ -141,4 +161,18 @@ pub fn config_params(ctx: &ConnContext) -> Vec<(String, String)> {
         p("seshat-max-value-bytes", cfg.limits.max_value_bytes.to_string()),
         p("seshat-write-timeout-ms", cfg.write_timeout.as_millis().to_string()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_read_as_redis_prints_them() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(1536), "1.50K");
+        assert_eq!(human_bytes(39_247_872), "37.43M");
+        assert_eq!(human_bytes(3 << 30), "3.00G");
+    }
 }

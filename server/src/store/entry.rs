@@ -116,6 +116,11 @@ impl Entry {
         &self.raw.as_slice()[header.key_start..header.key_end]
     }
 
+    /// Bytes the entry's one allocation occupies.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.raw.allocated_bytes()
+    }
+
     /// Absolute expire time in Unix milliseconds, if the key has a TTL.
     pub(crate) fn expire_at(&self) -> Option<u64> {
         if self.raw.as_slice()[0] & HAS_EXPIRE == 0 {

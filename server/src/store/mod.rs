@@ -90,6 +90,19 @@ impl<'a> EntryRef<'a> {
     pub fn expire_at(&self) -> Option<u64> {
         self.0.expire_at()
     }
+
+    /// What the key costs the keyspace, in bytes, as `MEMORY USAGE` reports
+    /// it: its entry's allocation, its table slot, and its place in the
+    /// expiry index when it has a TTL. An estimate in the way Redis's is: the
+    /// tables' spare capacity and the Raft log are not counted.
+    pub fn memory_usage(&self) -> usize {
+        /// A table slot (a pointer).
+        const SLOT: usize = std::mem::size_of::<usize>();
+        /// A `(expire_at, hash) -> count` element of the expiry B-tree, with
+        /// its share of the node around it.
+        const EXPIRY_INDEX_ENTRY: usize = 32;
+        self.0.allocated_bytes() + SLOT + if self.0.expire_at().is_some() { EXPIRY_INDEX_ENTRY } else { 0 }
+    }
 }
 
 /// The scan order position of a hash: the shard bits (45..57 of the hash, which

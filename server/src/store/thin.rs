@@ -67,6 +67,14 @@ impl ThinBytes {
         u32::from_le_bytes(header) as usize
     }
 
+    /// Bytes the allocation occupies: the header and payload, rounded as
+    /// glibc's malloc rounds a request (8 bytes of chunk header, 16-byte
+    /// granularity, 32-byte minimum), so that `MEMORY USAGE` counts what the
+    /// allocator hands out rather than what was asked for.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        (HEADER + self.len() + 8).next_multiple_of(16).max(32)
+    }
+
     /// The payload.
     pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: by the invariant, `len` initialised bytes follow the header, and
