@@ -344,7 +344,9 @@ mod tests {
 
     #[test]
     fn kinds_match_flags() {
-        for spec in TABLE {
+        // A container's kind is how its subcommands run; Redis gives
+        // containers no flags of their own.
+        for spec in TABLE.iter().filter(|spec| spec.subcommands.is_empty()) {
             match spec.kind {
                 Write => assert!(spec.flags.contains(&"write"), "{}", spec.name),
                 Read => assert!(spec.flags.contains(&"readonly"), "{}", spec.name),
