@@ -122,6 +122,18 @@ const SCRIPTS: &[&[&str]] = &[
         "MEMORY HELP x",
         "COMMAND INFO memory|usage memory|help",
     ],
+    // CLIENT LIST's filters (the lists themselves differ: ids and addresses).
+    &[
+        "CLIENT LIST TYPE master",
+        "CLIENT LIST TYPE replica",
+        "CLIENT LIST TYPE pubsub",
+        "CLIENT LIST TYPE foo",
+        "CLIENT LIST TYPE",
+        "CLIENT LIST ID",
+        "CLIENT LIST ID x",
+        "CLIENT LIST ID 999999 -1",
+        "CLIENT LIST FOO",
+    ],
     // BITOP: zero padding, NOT's one source, an empty result deletes, no TTL kept.
     &[
         "FLUSHALL",
@@ -245,6 +257,12 @@ async fn client_list_shows_each_connection_s_last_command_and_transaction() {
     assert_eq!(field("laddr"), addr, "{list}");
     assert_eq!((field("lib-name"), field("lib-ver")), ("redis-py", "5.0.1"), "{list}");
     assert_ne!(field("fd"), "0", "{list}");
+    // Filters: by id (in the order asked, unknown ids skipped) and by type.
+    let only = observer.run(&[&format!("CLIENT LIST ID 999999 {id} {id}")]).await.remove(0);
+    assert_eq!(only.matches(&format!("id={id} ")).count(), 2, "{only}");
+    assert_eq!(only.lines().filter(|l| l.contains("id=")).count(), 2, "{only}");
+    let normal = observer.run(&["CLIENT LIST TYPE normal"]).await.remove(0);
+    assert_eq!(normal.lines().filter(|l| l.contains("id=")).count(), 2, "busy and observer: {normal}");
     busy.run(&["EXEC"]).await;
     let list = observer.run(&["CLIENT LIST"]).await.remove(0);
     let fields = client_fields(&list, &id);

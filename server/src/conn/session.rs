@@ -309,16 +309,17 @@ impl Session {
             }
             ("id", 2) => Frame::Integer(self.info.id as i64),
             ("info", 2) => Frame::Verbatim { format: *b"txt", text: Bytes::from(format!("{}\n", self.info.render())) },
-            ("list", _) => {
-                let mut out = String::new();
-                let mut clients: Vec<ClientInfo> = ctx.clients().values().cloned().collect();
-                clients.sort_by_key(|c| c.id);
-                for c in clients {
-                    out.push_str(&c.render());
-                    out.push('\n');
+            ("list", _) => match list_clients(ctx, &args[2..]) {
+                Ok(clients) => {
+                    let mut out = String::new();
+                    for c in clients {
+                        out.push_str(&c.render());
+                        out.push('\n');
+                    }
+                    Frame::Verbatim { format: *b"txt", text: Bytes::from(out) }
                 }
-                Frame::Verbatim { format: *b"txt", text: Bytes::from(out) }
-            }
+                Err(e) => e,
+            },
             ("setinfo", 4) => {
                 let attr = arg_str(&args[2]);
                 let value = arg_str(&args[3]);
@@ -377,8 +378,8 @@ const CLIENT_HELP: &[&str] = &[
     "    Return the ID of the current connection.",
     "INFO",
     "    Return information about the current client connection.",
-    "LIST [options ...]",
-    "    Return information about client connections.",
+    "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]",
+    "    Return information about client connections. Every Seshat client is NORMAL.",
     "SETINFO <option> <value>",
     "    Set client meta attr. Options are:",
     "    * LIB-NAME: the client lib name.",
@@ -388,6 +389,34 @@ const CLIENT_HELP: &[&str] = &[
     "HELP",
     "    Print this help.",
 ];
+
+/// The connections `CLIENT LIST [TYPE type | ID id ...]` shows, with Redis's
+/// errors: every Seshat client is of type `normal` (there are no replicas,
+/// masters or subscribers among RESP connections), and `ID` lists the clients
+/// in the order asked, skipping ids that are not connected.
+fn list_clients(ctx: &ConnContext, options: &[Bytes]) -> Result<Vec<ClientInfo>, Frame> {
+    let clients = ctx.clients();
+    match options {
+        [] => {}
+        [kw, kind] if eq(kw, "TYPE") => match arg_str(kind).to_ascii_lowercase().as_str() {
+            "normal" => {}
+            "master" | "replica" | "slave" | "pubsub" => return Ok(Vec::new()),
+            _ => return Err(Frame::Error(format!("ERR Unknown client type '{}'", arg_str(kind)))),
+        },
+        [kw, ids @ ..] if eq(kw, "ID") && !ids.is_empty() => {
+            let mut shown = Vec::new();
+            for id in ids {
+                let id = arg_str(id).parse::<i64>().map_err(|_| Frame::Error("ERR Invalid client ID".into()))?;
+                shown.extend(u64::try_from(id).ok().and_then(|id| clients.get(&id)).cloned());
+            }
+            return Ok(shown);
+        }
+        _ => return Err(Frame::Error("ERR syntax error".into())),
+    }
+    let mut all: Vec<ClientInfo> = clients.values().cloned().collect();
+    all.sort_by_key(|c| c.id);
+    Ok(all)
+}
 
 /// Redis's rule for client names and library attributes: printable ASCII, no
 /// spaces, so that `CLIENT LIST` stays one `key=value` field per token.
