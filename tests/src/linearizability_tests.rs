@@ -322,25 +322,37 @@ fn random_entries(rng: &mut StdRng, n: usize) -> Vec<Entry<Call, Ret>> {
         .collect()
 }
 
-#[test]
-fn agrees_with_brute_force_on_random_small_histories() {
-    let mut rng = StdRng::seed_from_u64(0x5e5a7);
+/// Runs 4,000 random cases, each giving the history the oracle judges and the
+/// checker's answer for it, and asserts that they agree. Both answers must
+/// occur often, or the test proves little.
+fn assert_agrees_with_brute_force(
+    seed: u64,
+    mut case: impl FnMut(&mut StdRng, usize) -> (Vec<Entry<Call, Ret>>, bool),
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
     let (mut yes, mut no) = (0, 0);
     for round in 0..4000 {
-        let n = rng.random_range(1..7);
-        let entries = random_entries(&mut rng, n);
+        let (entries, got) = case(&mut rng, round);
         let expected = brute_force(&entries);
-        let got = check(&RegisterModel::default(), &entries, Limits::default());
-        assert_eq!(got.is_linearizable(), expected, "round {round}: {entries:#?}");
-        assert!(!matches!(got, Verdict::Unknown { .. }));
+        assert_eq!(got, expected, "round {round}: {entries:#?}");
         if expected {
             yes += 1
         } else {
             no += 1
         }
     }
-    // The generator must exercise both answers, or the test proves little.
     assert!(yes > 400 && no > 400, "yes={yes} no={no}");
+}
+
+#[test]
+fn agrees_with_brute_force_on_random_small_histories() {
+    assert_agrees_with_brute_force(0x5e5a7, |rng, _| {
+        let n = rng.random_range(1..7);
+        let entries = random_entries(rng, n);
+        let got = check(&RegisterModel::default(), &entries, Limits::default());
+        assert!(!matches!(got, Verdict::Unknown { .. }));
+        (entries, got.is_linearizable())
+    });
 }
 
 #[test]
@@ -387,6 +399,17 @@ fn histories_generated_from_a_sequential_execution_are_linearizable() {
     }
 }
 
+/// Operation `i` of a random history: a write times out one time in three,
+/// else it completes within 8 ticks with `ret`.
+fn random_op(rng: &mut StdRng, i: usize, call: Call, invoked: u64, ret: Ret) -> Operation {
+    let outcome = if call.is_mutation() && rng.random_bool(0.35) {
+        Outcome::Unknown { error: "timeout".into() }
+    } else {
+        Outcome::Ok { completed: invoked + rng.random_range(0..8u64), ret }
+    };
+    Operation { client: i as u32, key: "k".into(), call, invoked, outcome }
+}
+
 /// A random one-key history of the register and conditional classes, with
 /// unique written values (as the workload's) and reads that name them.
 fn random_unique_value_ops(rng: &mut StdRng, n: usize) -> Vec<Operation> {
@@ -410,12 +433,7 @@ fn random_unique_value_ops(rng: &mut StdRng, n: usize) -> Vec<Operation> {
                 Call::Set(_) => Ret::Ok,
                 _ => Ret::Applied(rng.random_bool(0.5)),
             };
-            let outcome = if call.is_mutation() && rng.random_bool(0.35) {
-                Outcome::Unknown { error: "timeout".into() }
-            } else {
-                Outcome::Ok { completed: invoked + rng.random_range(0..8u64), ret }
-            };
-            Operation { client: i as u32, key: "k".into(), call, invoked, outcome }
+            random_op(rng, i, call, invoked, ret)
         })
         .collect()
 }
@@ -432,12 +450,7 @@ fn random_counter_ops(rng: &mut StdRng, n: usize) -> Vec<Operation> {
                 _ if rng.random_bool(0.3) => (Call::WatchIncr, Ret::Applied(false)),
                 _ => (Call::WatchIncr, Ret::Int(rng.random_range(1..5))),
             };
-            let outcome = if call.is_mutation() && rng.random_bool(0.35) {
-                Outcome::Unknown { error: "timeout".into() }
-            } else {
-                Outcome::Ok { completed: invoked + rng.random_range(0..8u64), ret }
-            };
-            Operation { client: i as u32, key: "k".into(), call, invoked, outcome }
+            random_op(rng, i, call, invoked, ret)
         })
         .collect()
 }
@@ -447,22 +460,12 @@ fn checker_preprocessing_agrees_with_brute_force() {
     // `check_key` drops and renames unobserved unknown writes, and renames
     // unknown optimistic increments, before searching; the oracle sees the
     // raw history.
-    let mut rng = StdRng::seed_from_u64(0xb0_7d);
-    let (mut yes, mut no) = (0, 0);
-    for round in 0..4000 {
+    assert_agrees_with_brute_force(0xb0_7d, |rng, round| {
         let n = rng.random_range(1..8);
-        let ops = if round % 2 == 0 { random_unique_value_ops(&mut rng, n) } else { random_counter_ops(&mut rng, n) };
-        let entries: Vec<_> = ops.iter().map(crate::checker::to_entry).collect();
-        let expected = brute_force(&entries);
-        let got = check_key("k", &ops, Limits::default());
-        assert_eq!(got.verdict.is_linearizable(), expected, "round {round}: {ops:#?}");
-        if expected {
-            yes += 1
-        } else {
-            no += 1
-        }
-    }
-    assert!(yes > 400 && no > 400, "yes={yes} no={no}");
+        let ops = if round % 2 == 0 { random_unique_value_ops(rng, n) } else { random_counter_ops(rng, n) };
+        let entries = ops.iter().map(crate::checker::to_entry).collect();
+        (entries, check_key("k", &ops, Limits::default()).verdict.is_linearizable())
+    });
 }
 
 #[test]
