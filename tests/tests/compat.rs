@@ -122,6 +122,23 @@ const SCRIPTS: &[&[&str]] = &[
         "MEMORY HELP x",
         "COMMAND INFO memory|usage memory|help",
     ],
+    // CLIENT KILL's argument errors and the filters that match nobody.
+    &[
+        "CLIENT KILL 1.2.3.4:5",
+        "CLIENT KILL ID 0",
+        "CLIENT KILL ID x",
+        "CLIENT KILL ID 999999",
+        "CLIENT KILL TYPE foo",
+        "CLIENT KILL TYPE master",
+        "CLIENT KILL USER bob",
+        "CLIENT KILL USER default ID 999999",
+        "CLIENT KILL SKIPME maybe",
+        "CLIENT KILL FOO bar",
+        "CLIENT KILL ID 5 SKIPME",
+        "CLIENT KILL",
+        "CLIENT KILL ADDR 1.2.3.4:5 LADDR 1.2.3.4:6",
+        "COMMAND INFO client|kill",
+    ],
     // CLIENT LIST's filters (the lists themselves differ: ids and addresses).
     &[
         "CLIENT LIST TYPE master",
@@ -270,4 +287,34 @@ async fn client_list_shows_each_connection_s_last_command_and_transaction() {
     assert_eq!((field("cmd"), field("flags"), field("multi"), field("watch")), ("exec", "N", "-1", "0"), "{list}");
     let own = observer.run(&["CLIENT INFO"]).await.remove(0);
     assert!(own.contains(" cmd=client|info "), "{own}");
+}
+
+/// `CLIENT KILL` closes the clients it names, by id, by address (new and old
+/// forms) or by local address, never the caller unless `SKIPME no`, in which
+/// case the caller gets its reply first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_kill_closes_the_named_connections() {
+    let h = Harness::start(1, &[]).await;
+    let addr = h.resp_addr(h.leader_among(&[0]).await);
+    let mut admin = RawConn::connect(&addr).await;
+    let mut victims = Vec::new();
+    for _ in 0..3 {
+        let mut conn = RawConn::connect(&addr).await;
+        let id = conn.run(&["CLIENT ID"]).await.remove(0).trim_start_matches(':').to_string();
+        let info = conn.run(&["CLIENT INFO"]).await.remove(0);
+        let peer = info.split(' ').find_map(|f| f.strip_prefix("addr=")).expect("addr field").to_string();
+        victims.push((conn, id, peer));
+    }
+    let (mut by_id, mut by_addr, mut by_old_form) = (victims.remove(0), victims.remove(0), victims.remove(0));
+    assert_eq!(admin.run(&[&format!("CLIENT KILL ID {} SKIPME yes", by_id.1)]).await, [":1"]);
+    assert_eq!(admin.run(&[&format!("CLIENT KILL ADDR {} LADDR {addr}", by_addr.2)]).await, [":1"]);
+    assert_eq!(admin.run(&[&format!("CLIENT KILL {}", by_old_form.2)]).await, ["+OK"]);
+    for (conn, id, _) in [&mut by_id, &mut by_addr, &mut by_old_form] {
+        assert!(conn.is_closed().await, "client {id} was not closed");
+    }
+    // The caller is spared by default, and closed after its reply with SKIPME no.
+    let own = admin.run(&["CLIENT ID"]).await.remove(0).trim_start_matches(':').to_string();
+    assert_eq!(admin.run(&[&format!("CLIENT KILL ID {own}")]).await, [":0"]);
+    assert_eq!(admin.run(&[&format!("CLIENT KILL ID {own} SKIPME no")]).await, [":1"]);
+    assert!(admin.is_closed().await, "the caller was not closed after its reply");
 }

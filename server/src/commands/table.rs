@@ -287,6 +287,7 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "client|help", arity: 2, flags: LOADING_STALE, acl_categories: SLOW_CONN, summary: "Show helpful text about the different subcommands", since: "5.0.0", ..CONNECTION },
     CommandSpec { name: "client|id", arity: 2, flags: SUB, acl_categories: SLOW_CONN, summary: "Returns the client ID for the current connection", since: "5.0.0", ..CONNECTION },
     CommandSpec { name: "client|info", arity: 2, flags: SUB, acl_categories: SLOW_CONN, tips: &["nondeterministic_output"], summary: "Returns information about the current client connection.", since: "6.2.0", ..CONNECTION },
+    CommandSpec { name: "client|kill", arity: -3, flags: SUB_ADMIN, acl_categories: ADMIN_CONN, summary: "Kill the connection of a client", since: "2.4.0", complexity: "O(N) where N is the number of client connections", ..CONNECTION },
     CommandSpec { name: "client|list", arity: -2, flags: SUB_ADMIN, acl_categories: ADMIN_CONN, tips: &["nondeterministic_output"], summary: "Get the list of client connections", since: "2.4.0", complexity: "O(N) where N is the number of client connections", ..CONNECTION },
     CommandSpec { name: "client|setinfo", arity: 4, flags: SUB, acl_categories: SLOW_CONN, tips: &["request_policy:all_nodes", "response_policy:all_succeeded"], summary: "Set client or connection specific info", since: "7.2.0", ..CONNECTION },
     CommandSpec { name: "client|setname", arity: 3, flags: SUB, acl_categories: SLOW_CONN, summary: "Set the current connection name", since: "2.6.9", ..CONNECTION },

@@ -143,8 +143,12 @@ pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAd
     };
     ctx.clients().insert(id, conn.session.info.clone());
     ctx.metrics.connections.inc();
-    if let Err(e) = conn.serve(stream).await {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    let kill = conn.session.info.kill.clone();
+    tokio::select! {
+        result = conn.serve(stream) => if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        },
+        () = kill.cancelled() => tracing::debug!(%peer, "client connection closed by CLIENT KILL"),
     }
     ctx.clients().remove(&id);
     ctx.metrics.connections.dec();

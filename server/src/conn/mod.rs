@@ -4,11 +4,13 @@
 //! - `connection`: the per-connection loop (pipelining, ordering, routing to
 //!   the leader).
 //! - `session`: per-connection state and the connection-level commands
-//!   (HELLO, AUTH, CLIENT, SELECT, INFO, CONFIG, …).
+//!   (HELLO, AUTH, SELECT, INFO, CONFIG, …).
+//! - `client_command`: `CLIENT` and its subcommands.
 //! - `forward`: a follower's connection to the leader for forwarded commands.
 //! - `info`: the `INFO` text.
 //! - `transaction`: MULTI / EXEC / DISCARD / WATCH state.
 
+mod client_command;
 mod connection;
 mod forward;
 mod info;

@@ -1,6 +1,6 @@
 //! Per-connection state and the connection-level commands, which never touch
-//! the replicated data: PING ECHO HELLO AUTH CLIENT SELECT QUIT RESET COMMAND
-//! INFO CONFIG TIME.
+//! the replicated data: PING ECHO HELLO AUTH SELECT QUIT RESET COMMAND INFO
+//! CONFIG TIME, and CLIENT (in `client_command`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use super::{info, ConnContext};
 use crate::commands;
@@ -29,6 +30,8 @@ pub struct ClientInfo {
     pub name: String,
     /// Library name and version from `CLIENT SETINFO`.
     pub lib: (String, String),
+    /// Cancelled by `CLIENT KILL` from another connection: closes this one.
+    pub kill: CancellationToken,
     /// When the connection was accepted.
     pub created: Instant,
     /// Protocol in use.
@@ -80,7 +83,8 @@ impl Activity {
 }
 
 impl ClientInfo {
-    fn render(&self) -> String {
+    /// The connection's `CLIENT LIST` / `CLIENT INFO` line.
+    pub(super) fn render(&self) -> String {
         let activity = &self.activity;
         let age = self.created.elapsed().as_secs();
         let idle = match activity.last_ms.load(Ordering::Relaxed) {
@@ -123,15 +127,15 @@ pub struct Session {
     pub quit: bool,
 }
 
-fn arg_str(b: &Bytes) -> String {
+pub(super) fn arg_str(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn eq(a: &Bytes, b: &str) -> bool {
+pub(super) fn eq(a: &Bytes, b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
 
-fn wrong_arity(name: &str) -> Frame {
+pub(super) fn wrong_arity(name: &str) -> Frame {
     Frame::Error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
@@ -146,6 +150,7 @@ impl Session {
                 fd,
                 name: String::new(),
                 lib: (String::new(), String::new()),
+                kill: CancellationToken::new(),
                 created: Instant::now(),
                 protocol: Protocol::Resp2,
                 activity: Arc::default(),
@@ -286,62 +291,6 @@ impl Session {
         ])
     }
 
-    fn client(&mut self, ctx: &ConnContext, args: &[Bytes]) -> Frame {
-        let Some(sub) = args.get(1) else { return wrong_arity("client") };
-        let sub = arg_str(sub).to_ascii_lowercase();
-        match (sub.as_str(), args.len()) {
-            ("setname", 3) => {
-                let name = arg_str(&args[2]);
-                if !printable_without_spaces(&name) {
-                    return Frame::Error(
-                        "ERR Client names cannot contain spaces, newlines or special characters.".into(),
-                    );
-                }
-                self.info.name = name;
-                Frame::ok()
-            }
-            ("getname", 2) => {
-                if self.info.name.is_empty() {
-                    Frame::Null
-                } else {
-                    Frame::Bulk(Bytes::from(self.info.name.clone()))
-                }
-            }
-            ("id", 2) => Frame::Integer(self.info.id as i64),
-            ("info", 2) => Frame::Verbatim { format: *b"txt", text: Bytes::from(format!("{}\n", self.info.render())) },
-            ("list", _) => match list_clients(ctx, &args[2..]) {
-                Ok(clients) => {
-                    let mut out = String::new();
-                    for c in clients {
-                        out.push_str(&c.render());
-                        out.push('\n');
-                    }
-                    Frame::Verbatim { format: *b"txt", text: Bytes::from(out) }
-                }
-                Err(e) => e,
-            },
-            ("setinfo", 4) => {
-                let attr = arg_str(&args[2]);
-                let value = arg_str(&args[3]);
-                let slot = match attr.to_ascii_lowercase().as_str() {
-                    "lib-name" => &mut self.info.lib.0,
-                    "lib-ver" => &mut self.info.lib.1,
-                    _ => return Frame::Error(format!("ERR Unrecognized option '{attr}'")),
-                };
-                if !printable_without_spaces(&value) {
-                    return Frame::Error(format!("ERR {attr} cannot contain spaces, newlines or special characters."));
-                }
-                *slot = value;
-                Frame::ok()
-            }
-            ("help", 2) => Frame::Array(CLIENT_HELP.iter().map(|line| Frame::Simple((*line).into())).collect()),
-            ("setname" | "getname" | "id" | "info" | "setinfo" | "help", _) => {
-                Frame::Error(format!("ERR wrong number of arguments for 'client|{sub}' command"))
-            }
-            _ => Frame::Error(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", arg_str(&args[1]))),
-        }
-    }
-
     fn config(&mut self, ctx: &ConnContext, args: &[Bytes]) -> Frame {
         let Some(sub) = args.get(1) else { return wrong_arity("config") };
         if eq(sub, "GET") {
@@ -367,61 +316,6 @@ impl Session {
             Frame::Error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", arg_str(sub)))
         }
     }
-}
-
-/// `CLIENT HELP`: the subcommands this server implements, in Redis's wording.
-const CLIENT_HELP: &[&str] = &[
-    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "GETNAME",
-    "    Return the name of the current connection.",
-    "ID",
-    "    Return the ID of the current connection.",
-    "INFO",
-    "    Return information about the current client connection.",
-    "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]",
-    "    Return information about client connections. Every Seshat client is NORMAL.",
-    "SETINFO <option> <value>",
-    "    Set client meta attr. Options are:",
-    "    * LIB-NAME: the client lib name.",
-    "    * LIB-VER: the client lib version.",
-    "SETNAME <name>",
-    "    Assign the name <name> to the current connection.",
-    "HELP",
-    "    Print this help.",
-];
-
-/// The connections `CLIENT LIST [TYPE type | ID id ...]` shows, with Redis's
-/// errors: every Seshat client is of type `normal` (there are no replicas,
-/// masters or subscribers among RESP connections), and `ID` lists the clients
-/// in the order asked, skipping ids that are not connected.
-fn list_clients(ctx: &ConnContext, options: &[Bytes]) -> Result<Vec<ClientInfo>, Frame> {
-    let clients = ctx.clients();
-    match options {
-        [] => {}
-        [kw, kind] if eq(kw, "TYPE") => match arg_str(kind).to_ascii_lowercase().as_str() {
-            "normal" => {}
-            "master" | "replica" | "slave" | "pubsub" => return Ok(Vec::new()),
-            _ => return Err(Frame::Error(format!("ERR Unknown client type '{}'", arg_str(kind)))),
-        },
-        [kw, ids @ ..] if eq(kw, "ID") && !ids.is_empty() => {
-            let mut shown = Vec::new();
-            for id in ids {
-                let id = arg_str(id).parse::<i64>().map_err(|_| Frame::Error("ERR Invalid client ID".into()))?;
-                shown.extend(u64::try_from(id).ok().and_then(|id| clients.get(&id)).cloned());
-            }
-            return Ok(shown);
-        }
-        _ => return Err(Frame::Error("ERR syntax error".into())),
-    }
-    let mut all: Vec<ClientInfo> = clients.values().cloned().collect();
-    all.sort_by_key(|c| c.id);
-    Ok(all)
-}
-
-/// Redis's rule for client names and library attributes: printable ASCII, no
-/// spaces, so that `CLIENT LIST` stays one `key=value` field per token.
-fn printable_without_spaces(s: &str) -> bool {
-    s.bytes().all(|b| b > b' ' && b <= b'~')
 }
 
 /// Redis's reply to credentials that match no user.

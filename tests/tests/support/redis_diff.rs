@@ -85,6 +85,18 @@ impl RawConn {
         RawConn { rd: BufReader::new(rd), wr }
     }
 
+    /// True when the server closes the connection within 10 s (end of file
+    /// or a reset); false when it stays open. Any data is a failure: nothing
+    /// was asked.
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(10), self.rd.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => true,
+            Ok(Ok(_)) => panic!("unexpected data {:?} on a connection expected to close", byte[0] as char),
+            Err(_) => false,
+        }
+    }
+
     /// Sends `script` pipelined (arguments split on spaces); one flattened
     /// reply per command.
     pub async fn run(&mut self, script: &[&str]) -> Vec<String> {
