@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::session::{arg_str, eq, wrong_arity, ClientInfo, Session};
 use super::ConnContext;
+use crate::commands::CommandError;
 use crate::resp::Frame;
 
 impl Session {
@@ -102,7 +103,7 @@ struct KillFilter {
     id: Option<u64>,
     addr: Option<String>,
     laddr: Option<String>,
-    /// False after `TYPE master|replica|slave|pubsub`: no Seshat client is one.
+    /// False after a `TYPE` no Seshat client has (see [`is_normal_type`]).
     normal: bool,
     skip_me: bool,
 }
@@ -126,11 +127,7 @@ impl KillFilter {
                     let id = id.ok_or_else(|| Frame::Error("ERR client-id should be greater than 0".into()))?;
                     filter.id = Some(id as u64);
                 }
-                "type" => match arg_str(value).to_ascii_lowercase().as_str() {
-                    "normal" => {}
-                    "master" | "replica" | "slave" | "pubsub" => filter.normal = false,
-                    _ => return Err(Frame::Error(format!("ERR Unknown client type '{}'", arg_str(value)))),
-                },
+                "type" => filter.normal = is_normal_type(value)?,
                 "addr" => filter.addr = Some(arg_str(value)),
                 "laddr" => filter.laddr = Some(arg_str(value)),
                 "user" if eq(value, "default") => {}
@@ -153,7 +150,18 @@ impl KillFilter {
 }
 
 fn syntax_error() -> Frame {
-    Frame::Error("ERR syntax error".into())
+    CommandError::Syntax.to_frame()
+}
+
+/// Whether `kind`, a Redis client type, is the one every Seshat client has:
+/// `normal`. There are no masters, replicas or subscribers among RESP
+/// connections, so those select nobody; an unknown type gets Redis's error.
+fn is_normal_type(kind: &Bytes) -> Result<bool, Frame> {
+    match arg_str(kind).to_ascii_lowercase().as_str() {
+        "normal" => Ok(true),
+        "master" | "replica" | "slave" | "pubsub" => Ok(false),
+        _ => Err(Frame::Error(format!("ERR Unknown client type '{}'", arg_str(kind)))),
+    }
 }
 
 /// `CLIENT HELP`: the subcommands this server implements, in Redis's wording.
@@ -201,11 +209,11 @@ fn list_clients(ctx: &ConnContext, options: &[Bytes]) -> Result<Vec<ClientInfo>,
     let clients = ctx.clients();
     match options {
         [] => {}
-        [kw, kind] if eq(kw, "TYPE") => match arg_str(kind).to_ascii_lowercase().as_str() {
-            "normal" => {}
-            "master" | "replica" | "slave" | "pubsub" => return Ok(Vec::new()),
-            _ => return Err(Frame::Error(format!("ERR Unknown client type '{}'", arg_str(kind)))),
-        },
+        [kw, kind] if eq(kw, "TYPE") => {
+            if !is_normal_type(kind)? {
+                return Ok(Vec::new());
+            }
+        }
         [kw, ids @ ..] if eq(kw, "ID") && !ids.is_empty() => {
             let mut shown = Vec::new();
             for id in ids {
@@ -214,7 +222,7 @@ fn list_clients(ctx: &ConnContext, options: &[Bytes]) -> Result<Vec<ClientInfo>,
             }
             return Ok(shown);
         }
-        _ => return Err(Frame::Error("ERR syntax error".into())),
+        _ => return Err(syntax_error()),
     }
     let mut all: Vec<ClientInfo> = clients.values().cloned().collect();
     all.sort_by_key(|c| c.id);
