@@ -260,6 +260,8 @@ async fn client_list_shows_each_connection_s_last_command_and_transaction() {
     );
     let help = busy.run(&["CLIENT HELP"]).await.remove(0);
     assert!(help.starts_with('*') && help.contains("SETINFO <option> <value>"), "{help}");
+    let help = busy.run(&["memory help"]).await.remove(0);
+    assert!(help.starts_with('*') && help.contains("USAGE <key> [SAMPLES <count>]"), "{help}");
     let id = busy.run(&["CLIENT ID", "WATCH a b", "WATCH b", "MULTI", "SET a 1", "GET b"]).await[0]
         .trim_start_matches(':')
         .to_string();

@@ -52,13 +52,14 @@ pub(super) fn type_of(_: &'static CommandSpec, args: &[Bytes], _: &Limits, _: u6
     Ok(Parsed::Read(ReadCmd::Type { key: args[1].clone() }))
 }
 
-/// `MEMORY USAGE key [SAMPLES count]` and `MEMORY HELP`, with Redis's checks
-/// in Redis's order: the options are validated before the key is looked up.
+/// `MEMORY USAGE key [SAMPLES count]`, a read, with Redis's checks in Redis's
+/// order: the options are validated before the key is looked up. `MEMORY
+/// HELP` is a static text the connection layer answers.
 pub(super) fn memory(spec: &'static CommandSpec, args: &[Bytes], limits: &Limits, _: u64) -> Result {
     let sub = spec.subcommand(&args[1]).ok_or_else(|| CommandError::unknown_subcommand(args))?;
     super::check_arity(sub, args.len(), sub.name)?;
     if sub.name == "memory|help" {
-        return Ok(Parsed::Read(ReadCmd::MemoryHelp));
+        return Ok(Parsed::Connection(spec));
     }
     super::check_key_sizes(sub, args, limits)?;
     for option in args[3..].chunks(2) {

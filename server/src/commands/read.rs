@@ -12,16 +12,6 @@ use super::CommandError;
 use crate::resp::Frame;
 use crate::store::{Store, ValueType};
 
-/// `MEMORY HELP`: the subcommands this server implements, in Redis's wording.
-const MEMORY_HELP: &[&str] = &[
-    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "USAGE <key> [SAMPLES <count>]",
-    "    Return memory in bytes used by <key> and its value. Nested values are",
-    "    sampled up to <count> times (default: 5, 0 means sample all).",
-    "HELP",
-    "    Print this help.",
-];
-
 /// Unit and form of a TTL query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TtlUnit {
@@ -87,8 +77,6 @@ pub enum ReadCmd {
         /// Key.
         key: Bytes,
     },
-    /// MEMORY HELP.
-    MemoryHelp,
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl {
         /// Key.
@@ -167,7 +155,6 @@ pub fn execute_read(cmd: &ReadCmd, store: &Store, now_ms: u64) -> Frame {
         ReadCmd::MemoryUsage { key } => {
             store.get(key, now_ms).map_or(Frame::Null, |e| Frame::Integer(e.memory_usage() as i64))
         }
-        ReadCmd::MemoryHelp => Frame::Array(MEMORY_HELP.iter().map(|line| Frame::Simple((*line).into())).collect()),
         ReadCmd::Ttl { key, unit } => Frame::Integer(ttl(store, key, *unit, now_ms)),
         ReadCmd::Keys { pattern } => Frame::Array(
             store

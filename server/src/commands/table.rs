@@ -295,7 +295,7 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
 
 #[rustfmt::skip]
 static MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
-    CommandSpec { name: "memory|help", arity: 2, flags: LOADING_STALE, acl_categories: &["@slow"], summary: "Show helpful text about the different subcommands", since: "4.0.0", group: "server", parse: keys::memory, kind: Read, ..BASE },
+    CommandSpec { name: "memory|help", arity: 2, flags: LOADING_STALE, acl_categories: &["@slow"], summary: "Show helpful text about the different subcommands", since: "4.0.0", group: "server", ..CONNECTION },
     CommandSpec { name: "memory|usage", arity: -3, flags: RO, kind: Read, acl_categories: &["@read", "@slow"], key_specs: &[KeySpec { begin_index: 2, ..KeySpec::one(&["RO"]) }], summary: "Estimate the memory usage of a key", since: "4.0.0", group: "server", complexity: "O(N) where N is the number of samples.", first_key: 2, last_key: 2, step: 1, parse: keys::memory, ..BASE },
 ];
 

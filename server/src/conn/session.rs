@@ -202,6 +202,8 @@ impl Session {
             "command" => commands::command_reply(args),
             "info" => Frame::Verbatim { format: *b"txt", text: Bytes::from(info::render(ctx, args)) },
             "config" => self.config(ctx, args),
+            // Only MEMORY HELP gets here; MEMORY USAGE is a read.
+            "memory" => Frame::Array(MEMORY_HELP.iter().map(|line| Frame::Simple((*line).into())).collect()),
             "time" => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 Frame::Array(vec![
@@ -317,6 +319,16 @@ impl Session {
         }
     }
 }
+
+/// `MEMORY HELP`: the subcommands this server implements, in Redis's wording.
+const MEMORY_HELP: &[&str] = &[
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "HELP",
+    "    Print this help.",
+];
 
 /// Redis's reply to credentials that match no user.
 fn wrong_pass() -> Frame {
