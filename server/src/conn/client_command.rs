@@ -86,7 +86,7 @@ impl Session {
             if target.id == self.info.id {
                 self.quit = true;
             } else {
-                target.kill.cancel();
+                target.kill.kill();
             }
         }
         match (old_form, targets.len()) {

@@ -30,6 +30,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
 
 use super::forward::{Upstream, FORWARDED_MARKER};
 use super::session::Session;
@@ -118,7 +119,12 @@ struct Connection {
 }
 
 /// Serves one client connection until it closes.
-pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAddr) {
+///
+/// It closes when its [`ClientInfo`](super::ClientInfo)'s kill switch is
+/// thrown, by `CLIENT KILL` or by `serve_resp` at `shutdown`. The connection
+/// waits on that switch alone: a `CancellationToken` locks a mutex on every
+/// poll, and the task is polled twice per request.
+pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
     ctx.metrics.connections_total.inc();
     let id = ctx.ids.next();
     if ctx.clients().len() >= ctx.max_clients {
@@ -144,11 +150,15 @@ pub(super) async fn run(ctx: Arc<ConnContext>, stream: TcpStream, peer: SocketAd
     ctx.clients().insert(id, conn.session.info.clone());
     ctx.metrics.connections.inc();
     let kill = conn.session.info.kill.clone();
+    if shutdown.is_cancelled() {
+        // Registered after `serve_resp`'s shutdown sweep: nobody will kill it.
+        kill.kill();
+    }
     tokio::select! {
         result = conn.serve(stream) => if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
         },
-        () = kill.cancelled() => tracing::debug!(%peer, "client connection closed by CLIENT KILL"),
+        () = kill.killed() => tracing::debug!(%peer, "client connection closed by CLIENT KILL or shutdown"),
     }
     ctx.clients().remove(&id);
     ctx.metrics.connections.dec();

@@ -6,6 +6,7 @@
 //! - `session`: per-connection state and the connection-level commands
 //!   (HELLO, AUTH, SELECT, INFO, CONFIG, …).
 //! - `client_command`: `CLIENT` and its subcommands.
+//! - `kill_switch`: how `CLIENT KILL` closes another connection.
 //! - `forward`: a follower's connection to the leader for forwarded commands.
 //! - `info`: the `INFO` text.
 //! - `transaction`: MULTI / EXEC / DISCARD / WATCH state.
@@ -14,6 +15,7 @@ mod client_command;
 mod connection;
 mod forward;
 mod info;
+mod kill_switch;
 mod session;
 mod transaction;
 
@@ -96,7 +98,15 @@ impl ConnContext {
 pub async fn serve_resp(listener: TcpListener, ctx: Arc<ConnContext>, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // Invariant: the token is cancelled before this sweep, and a
+                // connection checks it after registering, so each one is
+                // either killed here or sees the token (see `connection::run`).
+                for client in ctx.clients().values() {
+                    client.kill.kill();
+                }
+                return;
+            }
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
@@ -110,12 +120,54 @@ pub async fn serve_resp(listener: TcpListener, ctx: Arc<ConnContext>, shutdown: 
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = connection::run(ctx, stream, peer) => {}
-            }
-        });
+        tokio::spawn(connection::run(ctx, stream, peer, shutdown.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{serve_resp, ConnContext, FollowerMode};
+    use crate::kv::{KvConfig, KvService};
+    use crate::metrics::Metrics;
+    use crate::raft::tests::single_node;
+    use crate::resp::DecoderLimits;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_closes_open_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = single_node(dir.path()).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let kv = KvService::new(node.clone(), KvConfig::default());
+        let ctx = ConnContext::new(
+            kv,
+            FollowerMode::Forward,
+            None,
+            Arc::new(Metrics::new()),
+            DecoderLimits::default(),
+            addr.port(),
+        );
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_resp(listener, Arc::new(ctx), shutdown.clone()));
+
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"PING\r\n").await.unwrap();
+        let mut reply = [0u8; 7];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"+PONG\r\n");
+
+        shutdown.cancel();
+        server.await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "the connection is closed, with nothing more sent: {read:?}");
+        node.shutdown().await;
     }
 }

@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
-
+use super::kill_switch::KillSwitch;
 use super::{info, ConnContext};
 use crate::commands;
 use crate::kv::now_ms;
 use crate::resp::{Frame, Protocol};
+use bytes::Bytes;
 
 /// What `CLIENT LIST` / `CLIENT INFO` show about a connection.
 #[derive(Debug, Clone)]
@@ -31,7 +30,7 @@ pub struct ClientInfo {
     /// Library name and version from `CLIENT SETINFO`.
     pub lib: (String, String),
     /// Cancelled by `CLIENT KILL` from another connection: closes this one.
-    pub kill: CancellationToken,
+    pub kill: KillSwitch,
     /// When the connection was accepted.
     pub created: Instant,
     /// Protocol in use.
@@ -150,7 +149,7 @@ impl Session {
                 fd,
                 name: String::new(),
                 lib: (String::new(), String::new()),
-                kill: CancellationToken::new(),
+                kill: KillSwitch::default(),
                 created: Instant::now(),
                 protocol: Protocol::Resp2,
                 activity: Arc::default(),
