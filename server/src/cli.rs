@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::commands::Limits;
 use crate::conn::FollowerMode;
 use crate::kv::ReadConsistency;
+use crate::raft::network::DEFAULT_SPARE_INTERVAL;
 use crate::server::{self, ServeConfig};
 
 /// Seshat: a Redis-compatible key-value store replicated by Raft.
@@ -89,6 +90,12 @@ pub struct ServeArgs {
     /// Build a snapshot after this many log entries.
     #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
+    /// The leader sends a follower its commits do not need (the slower one of
+    /// two, in a 3-node cluster) at most one round of entries per this many
+    /// milliseconds, so that it writes and fsyncs fewer, larger rounds; 0
+    /// replicates to every follower as fast as it answers.
+    #[arg(long, default_value_t = DEFAULT_SPARE_INTERVAL.as_millis() as u64)]
+    spare_follower_interval_ms: u64,
     /// How long a write may wait for a quorum before the client gets an error.
     #[arg(long, default_value_t = 5_000)]
     write_timeout_ms: u64,
@@ -130,6 +137,7 @@ impl ServeArgs {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             election_timeout: Duration::from_millis(self.election_timeout_ms),
             snapshot_every_entries: self.snapshot_entries,
+            spare_follower_interval: Duration::from_millis(self.spare_follower_interval_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             max_clients: self.max_clients,
         }

@@ -70,6 +70,7 @@ struct RaftGauges {
     log_entries_synced: Gauge,
     write_entries_proposed: Gauge,
     writes_proposed: Gauge,
+    replication_rounds_paced: Gauge,
     read_barrier_rounds: Gauge,
     reads_barriered: Gauge,
     read_rounds_by_openraft: Gauge,
@@ -152,6 +153,11 @@ impl Metrics {
         );
         r.register("writes_proposed", "Client writes proposed", raft.writes_proposed.clone());
         r.register(
+            "replication_rounds_paced",
+            "AppendEntries rounds held back from followers the commits did not need",
+            raft.replication_rounds_paced.clone(),
+        );
+        r.register(
             "read_barrier_rounds",
             "Read-barrier rounds run (sharing: fewer than reads)",
             raft.read_barrier_rounds.clone(),
@@ -227,6 +233,7 @@ impl Metrics {
         let writes = node.write_batching();
         g.write_entries_proposed.set(writes.rounds.load(Ordering::Relaxed) as i64);
         g.writes_proposed.set(writes.requests.load(Ordering::Relaxed) as i64);
+        g.replication_rounds_paced.set(node.replication_rounds_paced() as i64);
         let reads = node.read_batching();
         g.read_barrier_rounds.set(reads.iter().map(|c| c.rounds.load(Ordering::Relaxed) as i64).sum());
         g.reads_barriered.set(reads.iter().map(|c| c.requests.load(Ordering::Relaxed) as i64).sum());

@@ -67,6 +67,9 @@ pub struct ServeConfig {
     pub election_timeout: Duration,
     /// Snapshot after this many entries.
     pub snapshot_every_entries: u64,
+    /// Least time between two rounds of entries to a follower the commits
+    /// do not need (zero: no pacing).
+    pub spare_follower_interval: Duration,
     /// Write timeout.
     pub write_timeout: Duration,
     /// Most client connections.
@@ -95,6 +98,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     raft_cfg.heartbeat = cfg.heartbeat;
     raft_cfg.election_timeout = cfg.election_timeout;
     raft_cfg.snapshot_every_entries = cfg.snapshot_every_entries;
+    raft_cfg.spare_follower_interval = cfg.spare_follower_interval;
     let node = RaftNode::start(raft_cfg, raft_listener).await.context("starting the raft node")?;
 
     let kv = KvService::new(

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::log_store::{read_checked, write_atomic, LogStore, WriterStatus};
-use super::network::{serve_raft, NetworkFactory};
+use super::network::{serve_raft, NetworkFactory, ReplicationPacer, DEFAULT_SPARE_INTERVAL};
 use super::read_batch::ReadBatcher;
 use super::read_index::LeaderConfirmer;
 use super::state_machine::StateMachine;
@@ -51,6 +51,10 @@ pub struct RaftNodeConfig {
     /// Estimated bytes of entries in one AppendEntries frame; `None` for the
     /// transport's default (half its frame limit).
     pub append_budget_bytes: Option<usize>,
+    /// A follower the leader's commits do not need gets at most one round of
+    /// entries this often; zero sends to every follower as fast as it
+    /// answers. See [`ReplicationPacer`](super::network::ReplicationPacer).
+    pub spare_follower_interval: Duration,
 }
 
 impl RaftNodeConfig {
@@ -67,6 +71,7 @@ impl RaftNodeConfig {
             snapshot_every_entries: 100_000,
             keep_entries_after_snapshot: 100,
             append_budget_bytes: None,
+            spare_follower_interval: DEFAULT_SPARE_INTERVAL,
         }
     }
 }
@@ -188,6 +193,7 @@ pub struct RaftNode {
     read_index_reads: Arc<ReadBatcher>,
     lease_reads: Arc<ReadBatcher>,
     writes: WriteBatcher,
+    pacer: Arc<ReplicationPacer>,
 }
 
 /// Marks the node recovered once its state machine has re-applied everything
@@ -303,13 +309,15 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftNodeError::Fatal(format!("invalid raft config: {e}")))?;
 
-        let mut network = NetworkFactory::new(id);
+        let mut network = NetworkFactory::new(id).with_spare_interval(cfg.spare_follower_interval);
         if let Some(bytes) = cfg.append_budget_bytes {
             network = network.with_append_budget(bytes);
         }
+        let pacer = network.pacer();
         let raft = Raft::new(id, Arc::new(config), network, log.clone(), state_machine.clone())
             .await
             .map_err(|e| RaftNodeError::Fatal(e.to_string()))?;
+        pacer.attach(raft.clone());
 
         let shutdown = CancellationToken::new();
         tokio::spawn(serve_raft(raft_listener, raft.clone(), id, state_machine.clone(), log.clone(), shutdown.clone()));
@@ -345,6 +353,7 @@ impl RaftNode {
             read_index_reads,
             lease_reads,
             writes,
+            pacer,
         }))
     }
 
@@ -398,6 +407,16 @@ impl RaftNode {
     /// Entries proposed by the write coalescer and the writes they carried.
     pub fn write_batching(&self) -> &BatchCounters {
         &self.writes.counters
+    }
+
+    /// Rounds of entries held back from spare followers while this node led.
+    pub fn replication_rounds_paced(&self) -> u64 {
+        self.pacer.held()
+    }
+
+    /// The replication pacer of this node's leadership.
+    pub fn replication_pacer(&self) -> &ReplicationPacer {
+        &self.pacer
     }
 
     /// Latest Raft metrics.

@@ -16,12 +16,21 @@ pub(crate) async fn start(
     dir: &std::path::Path,
     append_budget_bytes: Option<usize>,
 ) -> (Arc<RaftNode>, NodeAddr) {
+    start_with(id, dir, |cfg| cfg.append_budget_bytes = append_budget_bytes).await
+}
+
+/// Starts node `id` as [`start`] does, with `configure` applied to its settings.
+pub(crate) async fn start_with(
+    id: NodeId,
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut RaftNodeConfig),
+) -> (Arc<RaftNode>, NodeAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let raft_addr = listener.local_addr().unwrap().to_string();
     let addr = NodeAddr { raft_addr, resp_addr: "127.0.0.1:1".into(), http_addr: "127.0.0.1:1".into() };
     let mut cfg = RaftNodeConfig::new(dir.join(id.to_string()), addr.clone());
     cfg.node_id = Some(id);
-    cfg.append_budget_bytes = append_budget_bytes;
+    configure(&mut cfg);
     (RaftNode::start(cfg, listener).await.unwrap(), addr)
 }
 
@@ -84,4 +93,67 @@ async fn a_learner_catches_up_through_split_append_requests() {
     assert_eq!(value.as_deref(), Some(&b"120"[..]));
     learner.shutdown().await;
     leader.shutdown().await;
+}
+
+/// Three nodes under concurrent writes: exactly one follower is spare and is
+/// held. When the other follower stops, the spare one becomes the one the
+/// commits need, is no longer held, and writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spare_follower_takes_over_when_the_needed_one_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long interval, so that rounds are held even on a slow, busy machine.
+    let paced = |cfg: &mut RaftNodeConfig| cfg.spare_follower_interval = Duration::from_millis(20);
+    let mut nodes = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3 {
+        let (node, addr) = start_with(id, dir.path(), paced).await;
+        nodes.insert(id, node);
+        members.insert(id, addr);
+    }
+    nodes[&1].initialize(members).await.unwrap();
+    let leader_id = nodes[&1]
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .unwrap()
+        .current_leader
+        .unwrap();
+    let leader = nodes[&leader_id].clone();
+    wait_writable_leader(&leader).await;
+    // Right after an election a write may still be refused as `NotLeader`.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leader.propose(incr("n")).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no write accepted within 10 s of the election");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let write_concurrently = |rounds: usize| {
+        let leader = leader.clone();
+        async move {
+            for _ in 0..rounds {
+                let pending: Vec<_> = (0..16).map(|_| leader.submit(incr("n")).unwrap()).collect();
+                for p in pending {
+                    RaftNode::finish(p).await.unwrap();
+                }
+            }
+        }
+    };
+    write_concurrently(100).await;
+    let spare = leader.replication_pacer().spare_followers();
+    assert_eq!(spare.len(), 1, "one of the two followers is spare: {spare:?}");
+    assert!(leader.replication_rounds_paced() > 0, "the spare follower was held at least once");
+
+    let spare = spare[0];
+    let needed = (1..=3).find(|id| *id != leader_id && *id != spare).unwrap();
+    nodes[&needed].shutdown().await;
+    // Every write now needs the formerly spare follower.
+    write_concurrently(20).await;
+    let spare_now = leader.replication_pacer().spare_followers();
+    assert!(!spare_now.contains(&spare), "the follower left is not held: spare {spare_now:?}");
+    for (id, node) in &nodes {
+        if *id != needed {
+            node.shutdown().await;
+        }
+    }
 }

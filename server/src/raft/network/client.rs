@@ -2,7 +2,8 @@
 
 use std::future::Future;
 use std::io;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -18,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::fit::{entries_that_fit, APPEND_BUDGET_BYTES};
+use super::pacing::{ReplicationPacer, DEFAULT_SPARE_INTERVAL};
 use super::wire::{codec, from_frame, to_frame, Envelope, Reply, Request, WireError, SNAPSHOT_CHUNK_BYTES};
 use crate::raft::snapshot::SnapshotFile;
 use crate::raft::{NodeAddr, NodeId, TypeConfig, Vote};
@@ -30,12 +32,30 @@ const SNAPSHOT_INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct NetworkFactory {
     my_id: NodeId,
     append_budget: usize,
+    pacer: Arc<ReplicationPacer>,
 }
 
 impl NetworkFactory {
     /// A factory for node `my_id`.
     pub fn new(my_id: NodeId) -> Self {
-        NetworkFactory { my_id, append_budget: APPEND_BUDGET_BYTES }
+        NetworkFactory {
+            my_id,
+            append_budget: APPEND_BUDGET_BYTES,
+            pacer: Arc::new(ReplicationPacer::new(my_id, DEFAULT_SPARE_INTERVAL)),
+        }
+    }
+
+    /// Sends each spare follower at most one round of entries per `interval`
+    /// (zero: no pacing); see [`ReplicationPacer`].
+    pub fn with_spare_interval(mut self, interval: Duration) -> Self {
+        self.pacer = Arc::new(ReplicationPacer::new(self.my_id, interval));
+        self
+    }
+
+    /// The pacer shared by this factory's clients; it needs the Raft handle
+    /// ([`ReplicationPacer::attach`]) once there is one.
+    pub fn pacer(&self) -> Arc<ReplicationPacer> {
+        self.pacer.clone()
     }
 
     /// Sets the estimated bytes of entries sent in one AppendEntries frame
@@ -50,7 +70,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        PeerClient::new(self.my_id, target, node.raft_addr.clone(), self.append_budget)
+        let mut client = PeerClient::new(self.my_id, target, node.raft_addr.clone(), self.append_budget);
+        client.pacer = Some(self.pacer.clone());
+        client
     }
 }
 
@@ -79,13 +101,16 @@ pub struct PeerClient {
     /// midway, so the next reply on `conn` would answer the wrong request.
     awaiting_reply: bool,
     append_budget: usize,
+    /// Paces this client's AppendEntries when its target is a spare follower
+    /// (replication clients only).
+    pacer: Option<Arc<ReplicationPacer>>,
 }
 
 impl PeerClient {
     /// A client from node `from` to node `target` at `addr`; it connects on
     /// its first call.
     pub fn new(from: NodeId, target: NodeId, addr: String, append_budget: usize) -> Self {
-        PeerClient { from, target, addr, conn: None, awaiting_reply: false, append_budget }
+        PeerClient { from, target, addr, conn: None, awaiting_reply: false, append_budget, pacer: None }
     }
 
     /// The address this client connects to.
@@ -212,7 +237,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         } else {
             None
         };
-        match self.call(Request::AppendEntries(rpc), option.soft_ttl()).await {
+        let last_index = rpc.entries.last().map(|e| e.log_id.index);
+        if let (Some(pacer), Some(last_index)) = (&self.pacer, last_index) {
+            if let Some(due) = pacer.send_at(self.target, last_index, Instant::now()) {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            pacer.sent(self.target, Instant::now());
+        }
+        let sent = Instant::now();
+        let reply = self.call(Request::AppendEntries(rpc), option.soft_ttl()).await;
+        if let (Some(pacer), Ok(Reply::AppendEntries(_))) = (&self.pacer, &reply) {
+            // Heartbeats prove the follower answers, but only rounds of
+            // entries measure the round trip that ranks it.
+            pacer.acknowledged(self.target, last_index.map(|_| sent.elapsed()), Instant::now());
+        }
+        match reply {
             Ok(Reply::AppendEntries(AppendEntriesResponse::Success)) if sent_up_to.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(sent_up_to))
             }

@@ -10,12 +10,15 @@
 //! Snapshots stream in chunks over the same connection, so a follower that
 //! fell behind the purged log catches up without holding the whole snapshot
 //! in memory on either side. A request of more entries than fit in a frame
-//! is sent in parts (`fit`).
+//! is sent in parts (`fit`). Followers a commit does not need get their
+//! entries in fewer, larger rounds (`pacing`).
 
 mod client;
 mod fit;
+mod pacing;
 mod server;
 pub mod wire;
 
 pub use client::{NetworkFactory, PeerClient};
+pub use pacing::{ReplicationPacer, DEFAULT_SPARE_INTERVAL};
 pub use server::serve_raft;
