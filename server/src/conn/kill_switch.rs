@@ -1,4 +1,5 @@
-//! The switch `CLIENT KILL` throws to close another connection.
+//! The switch that closes a connection from outside it: `CLIENT KILL` from
+//! another connection throws it, and so does the server's shutdown.
 //!
 //! A connection's task polls its switch every time it wakes, twice per
 //! request, so polling must cost next to nothing. `CancellationToken` locks a

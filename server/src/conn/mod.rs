@@ -6,7 +6,7 @@
 //! - `session`: per-connection state and the connection-level commands
 //!   (HELLO, AUTH, SELECT, INFO, CONFIG, …).
 //! - `client_command`: `CLIENT` and its subcommands.
-//! - `kill_switch`: how `CLIENT KILL` closes another connection.
+//! - `kill_switch`: how `CLIENT KILL` and shutdown close a connection.
 //! - `forward`: a follower's connection to the leader for forwarded commands.
 //! - `info`: the `INFO` text.
 //! - `transaction`: MULTI / EXEC / DISCARD / WATCH state.

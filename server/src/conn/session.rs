@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use super::kill_switch::KillSwitch;
 use super::{info, ConnContext};
 use crate::commands;
 use crate::kv::now_ms;
 use crate::resp::{Frame, Protocol};
-use bytes::Bytes;
 
 /// What `CLIENT LIST` / `CLIENT INFO` show about a connection.
 #[derive(Debug, Clone)]
@@ -29,7 +30,8 @@ pub struct ClientInfo {
     pub name: String,
     /// Library name and version from `CLIENT SETINFO`.
     pub lib: (String, String),
-    /// Cancelled by `CLIENT KILL` from another connection: closes this one.
+    /// Thrown by `CLIENT KILL` from another connection, or at shutdown:
+    /// closes this one.
     pub kill: KillSwitch,
     /// When the connection was accepted.
     pub created: Instant,

@@ -53,7 +53,7 @@ pub struct RaftNodeConfig {
     pub append_budget_bytes: Option<usize>,
     /// A follower the leader's commits do not need gets at most one round of
     /// entries this often; zero sends to every follower as fast as it
-    /// answers. See [`ReplicationPacer`](super::network::ReplicationPacer).
+    /// answers. See [`ReplicationPacer`].
     pub spare_follower_interval: Duration,
 }
 

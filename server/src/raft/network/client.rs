@@ -242,9 +242,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             if let Some(due) = pacer.send_at(self.target, last_index, Instant::now()) {
                 tokio::time::sleep_until(due.into()).await;
             }
-            pacer.sent(self.target, Instant::now());
         }
         let sent = Instant::now();
+        if let (Some(pacer), Some(_)) = (&self.pacer, last_index) {
+            pacer.sent(self.target, sent);
+        }
         let reply = self.call(Request::AppendEntries(rpc), option.soft_ttl()).await;
         if let (Some(pacer), Ok(Reply::AppendEntries(_))) = (&self.pacer, &reply) {
             // Heartbeats prove the follower answers, but only rounds of
