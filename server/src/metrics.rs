@@ -233,7 +233,7 @@ impl Metrics {
         let writes = node.write_batching();
         g.write_entries_proposed.set(writes.rounds.load(Ordering::Relaxed) as i64);
         g.writes_proposed.set(writes.requests.load(Ordering::Relaxed) as i64);
-        g.replication_rounds_paced.set(node.replication_rounds_paced() as i64);
+        g.replication_rounds_paced.set(node.replication_pacer().held() as i64);
         let reads = node.read_batching();
         g.read_barrier_rounds.set(reads.iter().map(|c| c.rounds.load(Ordering::Relaxed) as i64).sum());
         g.reads_barriered.set(reads.iter().map(|c| c.requests.load(Ordering::Relaxed) as i64).sum());

@@ -409,12 +409,8 @@ impl RaftNode {
         &self.writes.counters
     }
 
-    /// Rounds of entries held back from spare followers while this node led.
-    pub fn replication_rounds_paced(&self) -> u64 {
-        self.pacer.held()
-    }
-
-    /// The replication pacer of this node's leadership.
+    /// The pacer of this node's replication to spare followers (rounds held
+    /// back, who is spare).
     pub fn replication_pacer(&self) -> &ReplicationPacer {
         &self.pacer
     }

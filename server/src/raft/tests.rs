@@ -131,25 +131,10 @@ async fn the_spare_follower_takes_over_when_the_needed_one_stops() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // Rounds of 16 concurrent writes until `done` holds, or fail at a deadline.
-    let write_until = |what: &'static str, done: Box<dyn Fn(&RaftNode) -> bool + Send>| {
-        let leader = leader.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !done(&leader) {
-                assert!(tokio::time::Instant::now() < deadline, "not within 60 s of writes: {what}");
-                let pending: Vec<_> = (0..16).map(|_| leader.submit(incr("n")).unwrap()).collect();
-                for p in pending {
-                    RaftNode::finish(p).await.unwrap();
-                }
-            }
-        }
-    };
     let spare = loop {
-        write_until(
-            "one follower spare and held",
-            Box::new(|l| l.replication_rounds_paced() > 0 && l.replication_pacer().spare_followers().len() == 1),
-        )
+        write_until(&leader, "one follower spare and held", |l| {
+            l.replication_pacer().held() > 0 && l.replication_pacer().spare_followers().len() == 1
+        })
         .await;
         // Read again: a decision may have changed the set since the check.
         if let [spare] = leader.replication_pacer().spare_followers()[..] {
@@ -159,16 +144,28 @@ async fn the_spare_follower_takes_over_when_the_needed_one_stops() {
     let needed = (1..=3).find(|id| *id != leader_id && *id != spare).unwrap();
 
     nodes[&needed].shutdown().await;
-    // Every write now needs the formerly spare follower; within the health
-    // window it stops being held.
-    write_until(
-        "the follower left is no longer spare",
-        Box::new(move |l| !l.replication_pacer().spare_followers().contains(&spare)),
-    )
+    // Every write now needs the formerly spare follower, which soon stops
+    // being held.
+    write_until(&leader, "the follower left is no longer spare", |l| {
+        !l.replication_pacer().spare_followers().contains(&spare)
+    })
     .await;
     for (id, node) in &nodes {
         if *id != needed {
             node.shutdown().await;
+        }
+    }
+}
+
+/// Rounds of 16 concurrent writes to `leader` until `done` holds; fails at a
+/// 60 s deadline, or on any write not acknowledged.
+async fn write_until(leader: &RaftNode, what: &str, done: impl Fn(&RaftNode) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done(leader) {
+        assert!(tokio::time::Instant::now() < deadline, "not within 60 s of writes: {what}");
+        let pending: Vec<_> = (0..16).map(|_| leader.submit(incr("n")).unwrap()).collect();
+        for p in pending {
+            RaftNode::finish(p).await.unwrap();
         }
     }
 }

@@ -238,15 +238,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             None
         };
         let last_index = rpc.entries.last().map(|e| e.log_id.index);
-        if let (Some(pacer), Some(last_index)) = (&self.pacer, last_index) {
-            if let Some(due) = pacer.send_at(self.target, last_index, Instant::now()) {
-                tokio::time::sleep_until(due.into()).await;
-            }
-        }
-        let sent = Instant::now();
-        if let (Some(pacer), Some(_)) = (&self.pacer, last_index) {
-            pacer.sent(self.target, sent);
-        }
+        let sent = match (&self.pacer, last_index) {
+            (Some(pacer), Some(last_index)) => pacer.wait_turn(self.target, last_index).await,
+            _ => Instant::now(),
+        };
         let reply = self.call(Request::AppendEntries(rpc), option.soft_ttl()).await;
         if let (Some(pacer), Ok(Reply::AppendEntries(_))) = (&self.pacer, &reply) {
             // Heartbeats prove the follower answers, but only rounds of

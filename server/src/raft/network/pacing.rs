@@ -103,9 +103,21 @@ impl ReplicationPacer {
         spare
     }
 
+    /// Waits until entries up to `last_index` may be sent to `target` (at
+    /// once unless it is a spare follower whose next round is not due), and
+    /// records the send; returns its instant.
+    pub async fn wait_turn(&self, target: NodeId, last_index: u64) -> Instant {
+        if let Some(due) = self.send_at(target, last_index, Instant::now()) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let sent = Instant::now();
+        self.followers.lock().expect("pacer lock poisoned").entry(target).or_default().last_sent = Some(sent);
+        sent
+    }
+
     /// When entries up to `last_index` may be sent to `target`: `None` for
     /// now, or the instant a spare follower's next round is due.
-    pub fn send_at(&self, target: NodeId, last_index: u64, now: Instant) -> Option<Instant> {
+    fn send_at(&self, target: NodeId, last_index: u64, now: Instant) -> Option<Instant> {
         if self.interval.is_zero() {
             return None;
         }
@@ -138,11 +150,6 @@ impl ReplicationPacer {
             self.held.fetch_add(1, Ordering::Relaxed);
             due
         })
-    }
-
-    /// Records that entries were sent to `target` at `at`.
-    pub fn sent(&self, target: NodeId, at: Instant) {
-        self.followers.lock().expect("pacer lock poisoned").entry(target).or_default().last_sent = Some(at);
     }
 
     /// Records `target`'s answer to an AppendEntries at `at`, with the round
@@ -204,60 +211,55 @@ mod tests {
         }
     }
 
+    /// The followers `is_spare` picks, leader 1 of `voters`.
+    fn spare(voters: &[NodeId], followers: &HashMap<NodeId, FollowerTiming>, now: Instant) -> Vec<NodeId> {
+        let voter_set: BTreeSet<NodeId> = voters.iter().copied().collect();
+        voters.iter().copied().filter(|t| *t != 1 && is_spare(*t, 1, &voter_set, followers, now)).collect()
+    }
+
     #[test]
     fn the_slower_of_two_healthy_followers_is_spare() {
         let now = Instant::now();
-        let voters = BTreeSet::from([1, 2, 3]);
         let followers = HashMap::from([(2, timing(Some(1), 300, now)), (3, timing(Some(1), 500, now))]);
-        assert!(!is_spare(2, 1, &voters, &followers, now));
-        assert!(is_spare(3, 1, &voters, &followers, now));
+        assert_eq!(spare(&[1, 2, 3], &followers, now), vec![3]);
     }
 
     #[test]
     fn the_only_follower_able_to_commit_is_never_spare() {
         let now = Instant::now();
-        let voters = BTreeSet::from([1, 2, 3]);
         let quiet = HEALTHY_WITHIN.as_millis() as u64 + 1;
         let followers = HashMap::from([(2, timing(Some(quiet), 100, now)), (3, timing(Some(1), 500, now))]);
-        assert!(!is_spare(3, 1, &voters, &followers, now), "3 is the only follower able to commit");
-        assert!(is_spare(2, 1, &voters, &followers, now), "the quiet one is not needed while 3 answers");
+        // 3 is the only follower able to commit; the quiet 2 is not needed while 3 answers.
+        assert_eq!(spare(&[1, 2, 3], &followers, now), vec![2]);
     }
 
     #[test]
     fn five_voters_keep_two_followers_unpaced() {
         let now = Instant::now();
-        let voters = BTreeSet::from([1, 2, 3, 4, 5]);
         let followers = HashMap::from([
             (2, timing(Some(1), 100, now)),
             (3, timing(Some(1), 200, now)),
             (4, timing(Some(1), 300, now)),
             (5, timing(None, 0, now)),
         ]);
-        let spare: Vec<NodeId> =
-            [2, 3, 4, 5].into_iter().filter(|t| is_spare(*t, 1, &voters, &followers, now)).collect();
-        assert_eq!(spare, vec![4, 5]);
+        assert_eq!(spare(&[1, 2, 3, 4, 5], &followers, now), vec![4, 5]);
     }
 
     #[test]
     fn equal_round_trips_rank_by_id_so_exactly_one_is_spare() {
         let now = Instant::now();
-        let voters = BTreeSet::from([1, 2, 3]);
         let followers = HashMap::from([(2, timing(Some(1), 300, now)), (3, timing(Some(1), 300, now))]);
-        assert!(!is_spare(2, 1, &voters, &followers, now));
-        assert!(is_spare(3, 1, &voters, &followers, now));
+        assert_eq!(spare(&[1, 2, 3], &followers, now), vec![3]);
     }
 
     #[test]
     fn a_spare_follower_stays_spare_until_the_needed_one_is_twice_as_slow() {
         let now = Instant::now();
-        let voters = BTreeSet::from([1, 2, 3]);
-        let spare = FollowerTiming { spare: true, ..timing(Some(1), 300, now) };
-        let followers = HashMap::from([(2, timing(Some(1), 500, now)), (3, spare)]);
-        assert!(is_spare(3, 1, &voters, &followers, now), "a little faster is not enough to swap");
-        assert!(!is_spare(2, 1, &voters, &followers, now));
-        let followers = HashMap::from([(2, timing(Some(1), 700, now)), (3, spare)]);
-        assert!(!is_spare(3, 1, &voters, &followers, now), "more than twice as fast: the roles swap");
-        assert!(is_spare(2, 1, &voters, &followers, now));
+        let was_spare = FollowerTiming { spare: true, ..timing(Some(1), 300, now) };
+        let followers = HashMap::from([(2, timing(Some(1), 500, now)), (3, was_spare)]);
+        assert_eq!(spare(&[1, 2, 3], &followers, now), vec![3], "a little faster is not enough to swap");
+        let followers = HashMap::from([(2, timing(Some(1), 700, now)), (3, was_spare)]);
+        assert_eq!(spare(&[1, 2, 3], &followers, now), vec![2], "more than twice as fast: the roles swap");
     }
 
     #[test]
