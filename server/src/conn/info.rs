@@ -82,7 +82,7 @@ pub fn render(ctx: &ConnContext, args: &[Bytes]) -> String {
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\r\n",
             ctx.metrics.connections_total.get(),
-            ctx.metrics.commands_processed.get()
+            ctx.metrics.commands.total()
         );
     }
     if want("replication") {

@@ -1,8 +1,10 @@
 //! Prometheus metrics for `GET /metrics`.
 //!
-//! Command counters and latency histograms are updated on the hot path;
-//! Raft and storage gauges are refreshed from the node's own state at scrape
-//! time, so they cost nothing between scrapes.
+//! Command counters and latency histograms are updated on the hot path,
+//! without a lock ([`CommandStats`]); Raft and storage gauges are refreshed from
+//! the node's own state at scrape time, so they cost nothing between scrapes.
+
+mod commands;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,9 +15,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+pub use self::commands::CommandStats;
 use crate::raft::RaftNode;
 
 /// Labels of the per-command counter.
@@ -37,18 +39,15 @@ pub struct CmdLabel {
 /// All server metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
-    commands: Family<CommandLabels, Counter>,
-    latency: Family<CmdLabel, Histogram>,
+    /// Per-command counters and latencies; their sum is `INFO`'s
+    /// `total_commands_processed`.
+    pub commands: Arc<CommandStats>,
     /// Open client connections.
     pub connections: Gauge,
     /// Client connections accepted since start.
     pub connections_total: Counter,
     /// Commands forwarded from this follower to the leader.
     pub forwarded: Counter,
-    /// Every command observed, of any name and outcome: `INFO`'s
-    /// `total_commands_processed` (the sum of `commands`, kept apart so that
-    /// `INFO` need not walk the family).
-    pub commands_processed: Counter,
     raft: RaftGauges,
 }
 
@@ -102,15 +101,11 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("seshat");
-        let commands = Family::<CommandLabels, Counter>::default();
-        let latency = Family::<CmdLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
-        });
+        let commands = Arc::new(CommandStats::new());
         let connections = Gauge::default();
         let connections_total = Counter::default();
         let forwarded = Counter::default();
-        registry.register("commands", "Commands processed, by name and outcome", commands.clone());
-        registry.register("command_duration_seconds", "Command latency as seen by this node", latency.clone());
+        registry.register_collector(Box::new(commands.clone()));
         registry.register("connected_clients", "Open client connections", connections.clone());
         registry.register("connections", "Client connections accepted", connections_total.clone());
         registry.register(
@@ -171,23 +166,12 @@ impl Metrics {
         r.register("log_disk_bytes", "Bytes of WAL on disk", raft.log_disk_bytes.clone());
         r.register("disk_full", "1 while log writes fail for lack of space", raft.disk_full.clone());
         r.register("keys", "Keys in the applied state", raft.keys.clone());
-        Metrics {
-            registry: Mutex::new(registry),
-            commands,
-            latency,
-            connections,
-            connections_total,
-            forwarded,
-            commands_processed: Counter::default(),
-            raft,
-        }
+        Metrics { registry: Mutex::new(registry), commands, connections, connections_total, forwarded, raft }
     }
 
     /// Records one command's outcome and latency.
     pub fn observe_command(&self, cmd: &'static str, ok: bool, elapsed: Duration) {
-        self.commands.get_or_create(&CommandLabels { cmd, outcome: if ok { "ok" } else { "error" } }).inc();
-        self.commands_processed.inc();
-        self.latency.get_or_create(&CmdLabel { cmd }).observe(elapsed.as_secs_f64());
+        self.commands.observe(cmd, ok, elapsed);
     }
 
     /// Renders the Prometheus text format, refreshing Raft gauges from `node`.
