@@ -80,9 +80,9 @@ pub struct CommandStats {
     slots: Box<[Slot]>,
     /// Slot index by the address of the name's bytes. Connections report
     /// the command table's own `&'static str`s, so the slot is found with a
-    /// multiply and a probe; a binary search by content (~50 ns per command
-    /// here, more than the locks it replaced) is left for other copies of a
-    /// name, such as a literal elsewhere.
+    /// multiply and a probe. A binary search by content, which alone costs
+    /// about what the replaced locks did (~50 ns), is left for other copies
+    /// of a name, such as a string literal elsewhere.
     by_address: HashTable<(usize, usize)>,
 }
 
@@ -111,7 +111,9 @@ impl CommandStats {
     fn slot(&self, name: &str) -> Option<&Slot> {
         let address = name.as_ptr() as usize;
         let index = match self.by_address.find(address_hash(address), |&(a, _)| a == address) {
-            // One address can hold two names that share a prefix ("get" and "getex").
+            // The same address and length is the same name. The length
+            // check matters if the compiler laid a name out as the prefix of
+            // another ("get" inside "getex"): both then share an address.
             Some(&(_, i)) if self.slots[i].name.len() == name.len() => Some(i),
             _ => self.slots.binary_search_by(|slot| slot.name.cmp(name)).ok(),
         };
