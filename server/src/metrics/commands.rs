@@ -93,7 +93,8 @@ impl Default for CommandStats {
 }
 
 impl CommandStats {
-    /// A zeroed slot for every top-level command and for [`EXTRA_NAMES`].
+    /// A zeroed slot for every top-level command, for `unknown` (a request
+    /// naming no command) and for `seshat.forwarded` (a follower's marker).
     pub fn new() -> Self {
         let mut names: Vec<&'static str> = commands::table().iter().map(|spec| spec.name).collect();
         names.extend(EXTRA_NAMES);
@@ -121,7 +122,7 @@ impl CommandStats {
     }
 
     /// Records one command's outcome and latency. `name` is a command
-    /// table name or one of [`EXTRA_NAMES`]; any other is counted as
+    /// table name, `unknown` or `seshat.forwarded`; any other is counted as
     /// `unknown`.
     pub fn observe(&self, name: &str, ok: bool, elapsed: Duration) {
         debug_assert!(self.slot(name).is_some(), "no metrics slot for command {name:?}");
