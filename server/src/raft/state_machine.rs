@@ -17,7 +17,7 @@ use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
-use super::snapshot::{read_meta, read_snapshot, SnapshotDir, SnapshotFile};
+use super::snapshot::{forked, read_meta, read_snapshot, SnapshotDir, SnapshotFile};
 use super::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::resp::Frame;
 use crate::store::Store;
@@ -202,6 +202,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Stores from this many keys, or whose last snapshot was at least
+/// [`FORK_FROM_SNAPSHOT_BYTES`], are written by a forked child. Writing them
+/// under the lock would stall applies for long: 1.2–1.4 s for 1M keys on
+/// this project's 2-core machines, against ~47 ms for 100,000.
+const FORK_FROM_KEYS: usize = 250_000;
+/// See [`FORK_FROM_KEYS`]: the same for a few large values.
+const FORK_FROM_SNAPSHOT_BYTES: u64 = 32 << 20;
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotFile;
 
@@ -211,14 +219,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            // Serializing under the read lock gives a consistent cut at
-            // `last_applied`; reads go on meanwhile, applies wait.
-            let (meta, unsynced) = {
-                let d = this.read();
-                let meta = SnapshotMeta { last_log_id: d.last_applied, last_membership: d.membership.clone() };
-                let unsynced = this.shared.snapshots.write(&meta, &d.store)?;
-                (meta, unsynced)
-            };
+            // The read lock gives a consistent cut at `last_applied`; applies
+            // wait for it. For a large store they wait only until a forked
+            // child holds that cut (see `forked`).
+            let snapshots = &this.shared.snapshots;
+            let unsynced = snapshots.temp_path();
+            let d = this.read();
+            let meta = SnapshotMeta { last_log_id: d.last_applied, last_membership: d.membership.clone() };
+            let large = d.store.len() >= FORK_FROM_KEYS
+                || this.shared.stats.last_size_bytes.load(Ordering::Relaxed) >= FORK_FROM_SNAPSHOT_BYTES;
+            forked::write_then_release(d, large, |d| snapshots.write(&unsynced, &meta, &d.store)).inspect_err(
+                |_| {
+                    let _ = std::fs::remove_file(&unsynced);
+                },
+            )?;
             // The fsync needs no consistent cut: applies resume before it.
             let path = this.shared.snapshots.finish(&unsynced, &meta)?;
             let file = SnapshotFile::open(path.clone())?;
@@ -263,4 +277,48 @@ fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
 /// Reads a received snapshot file's metadata (used by the transport before installing).
 pub fn received_snapshot_meta(path: &Path) -> io::Result<SnapshotMeta> {
     read_meta(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{Operation, SetCondition, SetTtl, WriteCmd};
+
+    fn set(i: usize) -> Operation {
+        let cmd = WriteCmd::Set {
+            key: Bytes::from(format!("key:{i:08}")),
+            value: Bytes::from_static(b"v"),
+            cond: SetCondition::Always,
+            ttl: SetTtl::Clear,
+            get: false,
+        };
+        Operation { at_ms: 1_700_000_000_000, cmd }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_store_snapshots_whole_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        {
+            let mut d = sm.write();
+            for i in 0..FORK_FROM_KEYS {
+                d.store.apply(&set(i));
+            }
+        }
+        let snapshot = sm.build_snapshot().await.unwrap();
+        assert_eq!(sm.stats().built.load(Ordering::Relaxed), 1);
+        let (_, store) = read_snapshot(&snapshot.snapshot.path).unwrap();
+        assert_eq!(store.len(), FORK_FROM_KEYS);
+        drop(sm);
+        let reopened = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(reopened.read().store.len(), FORK_FROM_KEYS);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 }

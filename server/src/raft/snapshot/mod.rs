@@ -10,6 +10,8 @@
 //!
 //! [`Store::write_snapshot`]: crate::store::Store::write_snapshot
 
+pub mod forked;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -95,17 +97,16 @@ impl SnapshotDir {
         Ok(best)
     }
 
-    /// Writes `store` with `meta` to a temporary file, not yet durable: the
-    /// part of building a snapshot that needs the state held still. Then
-    /// [`SnapshotDir::finish`] makes it durable and the latest.
-    pub fn write(&self, meta: &SnapshotMeta, store: &Store) -> io::Result<PathBuf> {
-        let tmp = self.temp_path();
-        let f = OpenOptions::new().create_new(true).write(true).open(&tmp)?;
+    /// Writes `store` with `meta` to `tmp` (a [`SnapshotDir::temp_path`]),
+    /// not yet durable: the part of building a snapshot that needs the state
+    /// held still (see [`forked`]). Then [`SnapshotDir::finish`] makes it
+    /// durable and the latest.
+    pub fn write(&self, tmp: &Path, meta: &SnapshotMeta, store: &Store) -> io::Result<()> {
+        let f = OpenOptions::new().create_new(true).write(true).open(tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         write_header(&mut w, meta)?;
         store.write_snapshot(&mut w)?;
-        w.flush()?;
-        Ok(tmp)
+        w.flush()
     }
 
     /// Fsyncs the file written by [`SnapshotDir::write`] and makes it the
