@@ -234,7 +234,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 },
             )?;
             // The fsync needs no consistent cut: applies resume before it.
-            let path = this.shared.snapshots.finish(&unsynced, &meta)?;
+            let path = snapshots.finish(&unsynced, &meta)?;
             let file = SnapshotFile::open(path.clone())?;
             let size = file.len()?;
             let stats = &this.shared.stats;
